@@ -1,0 +1,252 @@
+# -*- coding: utf-8 -*-
+# Copyright: euca.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The ledger's storage: one connection type over SQLite (default) or PostgreSQL.
+
+Every write runs in a transaction that takes the ledger's write lock up front
+(``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped advisory lock on PostgreSQL), so a
+reader-then-writer pattern (look for a free address, then insert it) can never race
+another writer. Unique constraints back every allocation anyway: a bug in an allocator
+becomes a clear conflict, never a duplicate.
+
+SQL in this package is written once, with ``?`` placeholders; the PostgreSQL side
+translates them.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import contextlib
+import os
+import sqlite3
+import time
+
+from ansible_collections.euca.cloud.plugins.module_utils.errors import (
+    Conflict,
+    EucaError,
+    LedgerUnavailable,
+)
+
+try:
+    import psycopg
+    from psycopg.rows import dict_row
+
+    HAS_PSYCOPG = True
+    PSYCOPG_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - depends on the host
+    psycopg = None
+    dict_row = None
+    HAS_PSYCOPG = False
+    PSYCOPG_IMPORT_ERROR = exc
+
+DEFAULT_LEDGER = "/var/lib/euca/ledger.sqlite"
+
+# Any constant works; it only has to be the same for every writer of one database.
+_PG_WRITE_LOCK = 0x6575636131  # "euca1"
+
+
+def is_postgres_url(url):
+    """True when ``url`` names a PostgreSQL database rather than a SQLite file."""
+    return url.startswith("postgresql://") or url.startswith("postgres://") or url.startswith("postgresql+")
+
+
+def sqlite_path(url):
+    """The file path of a SQLite ledger given as a path or ``sqlite://`` URL."""
+    return url[len("sqlite://"):] if url.startswith("sqlite://") else url
+
+
+class Transaction:
+    """One open transaction. Rows come back as plain dicts."""
+
+    def __init__(self, conn, dialect, writable):
+        self._conn = conn
+        self.dialect = dialect
+        self.writable = writable
+        self.dirty = False
+        self.generation = None
+
+    def _sql(self, sql):
+        if self.dialect == "postgresql":
+            return sql.replace("%", "%%").replace("?", "%s")
+        return sql
+
+    def _execute(self, sql, params):
+        try:
+            if self.dialect == "postgresql":
+                cur = self._conn.execute(self._sql(sql), params)
+            else:
+                cur = self._conn.execute(sql, params)
+        except sqlite3.IntegrityError as exc:
+            raise Conflict("the ledger refused a duplicate or dangling record: %s" % exc)
+        except Exception as exc:
+            if psycopg is not None and isinstance(exc, psycopg.errors.IntegrityError):
+                raise Conflict("the ledger refused a duplicate or dangling record: %s" % exc)
+            raise
+        return cur
+
+    def rows(self, sql, *params):
+        """All rows of a query, as dicts."""
+        cur = self._execute(sql, params)
+        if self.dialect == "postgresql":
+            return [dict(r) for r in cur.fetchall()]
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+    def row(self, sql, *params):
+        """The first row of a query, or None."""
+        found = self.rows(sql, *params)
+        return found[0] if found else None
+
+    def value(self, sql, *params):
+        """The first column of the first row, or None."""
+        found = self.row(sql, *params)
+        return None if found is None else list(found.values())[0]
+
+    def exec(self, sql, *params):
+        """Run a statement that changes rows; remembers that the generation must advance."""
+        if not self.writable:
+            raise EucaError("internal error: a write was attempted in a read-only ledger transaction")
+        cur = self._execute(sql, params)
+        if cur.rowcount != 0:
+            self.dirty = True
+        return cur.rowcount
+
+    def touch(self):
+        """Mark the transaction as a change even if no row count showed it (DDL, settings)."""
+        self.dirty = True
+
+    def current_generation(self):
+        """The generation the ledger is at inside this transaction."""
+        return int(self.value("SELECT value FROM ledger_meta WHERE key = 'generation'") or 0)
+
+
+class Ledger:
+    """A handle on the ledger at ``url`` (a SQLite path or a ``postgresql://`` DSN).
+
+    Open once per module run; :meth:`write` and :meth:`read` give transactions.
+    """
+
+    def __init__(self, url=None, timeout=30.0, migrate=True):
+        self.url = url or DEFAULT_LEDGER
+        self.timeout = float(timeout)
+        self.dialect = "postgresql" if is_postgres_url(self.url) else "sqlite"
+        self._conn = self._connect()
+        if migrate:
+            from ansible_collections.euca.cloud.plugins.module_utils.ledger import schema
+
+            schema.migrate(self)
+
+    # -- connections -----------------------------------------------------------------------
+    def _connect(self):
+        if self.dialect == "postgresql":
+            if not HAS_PSYCOPG:
+                raise LedgerUnavailable(
+                    "ledger %s is PostgreSQL but psycopg (3) is not installed on this host: "
+                    "pip install 'psycopg[binary]'" % self._safe_url()
+                )
+            try:
+                return psycopg.connect(
+                    self.url, autocommit=True, row_factory=dict_row, connect_timeout=max(1, int(self.timeout))
+                )
+            except psycopg.Error as exc:
+                raise LedgerUnavailable("cannot connect to ledger %s: %s" % (self._safe_url(), exc))
+        path = sqlite_path(self.url)
+        parent = os.path.dirname(os.path.abspath(path))
+        try:
+            if not os.path.isdir(parent):
+                os.makedirs(parent, 0o750)
+            conn = sqlite3.connect(path, timeout=self.timeout, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise LedgerUnavailable("cannot open ledger %s: %s" % (path, exc))
+        conn.execute("PRAGMA busy_timeout = %d" % int(self.timeout * 1000))
+        deadline = time.monotonic() + self.timeout
+        while True:
+            # Switching to WAL needs a moment of exclusive access; another opener may hold it.
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise LedgerUnavailable("cannot open ledger %s: %s" % (path, exc))
+                time.sleep(0.01)
+        # FULL: a committed allocation is on disk before the module reports it (Hack2).
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        return conn
+
+    def _safe_url(self):
+        if self.dialect != "postgresql":
+            return self.url
+        try:
+            head, tail = self.url.split("@", 1)
+            scheme = head.split("://", 1)[0]
+            user = head.split("://", 1)[1].split(":", 1)[0]
+            return "%s://%s@%s" % (scheme, user, tail)
+        except (ValueError, IndexError):
+            return "postgresql://..."
+
+    def close(self):
+        """Close the connection; the handle cannot be used afterwards."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- transactions ----------------------------------------------------------------------
+    def _begin(self, writable):
+        if self.dialect == "postgresql":
+            self._conn.execute("BEGIN ISOLATION LEVEL READ COMMITTED" if writable else "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            if writable:
+                self._conn.execute("SET LOCAL lock_timeout = %d" % int(self.timeout * 1000))
+                try:
+                    self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_WRITE_LOCK,))
+                except psycopg.errors.LockNotAvailable:
+                    self._conn.execute("ROLLBACK")
+                    raise LedgerUnavailable("the ledger stayed locked by another writer for %ss" % self.timeout)
+            return
+        try:
+            self._conn.execute("BEGIN IMMEDIATE" if writable else "BEGIN")
+        except sqlite3.OperationalError as exc:
+            raise LedgerUnavailable("the ledger %s stayed locked for %ss: %s" % (self.url, self.timeout, exc))
+
+    @contextlib.contextmanager
+    def write(self, dry_run=False):
+        """A write transaction holding the ledger lock from its first statement.
+
+        On success the generation advances by one if anything changed, then the transaction
+        commits; with ``dry_run`` (check mode) it is rolled back instead. Any exception rolls
+        back, so a failure half-way leaves nothing half-written.
+        """
+        self._begin(True)
+        txn = Transaction(self._conn, self.dialect, True)
+        try:
+            yield txn
+            if txn.dirty:
+                txn._execute("UPDATE ledger_meta SET value = value + 1 WHERE key = 'generation'", ())
+            txn.generation = txn.current_generation()
+            if dry_run:
+                self._conn.execute("ROLLBACK")
+            else:
+                self._conn.execute("COMMIT")
+        except BaseException:
+            try:
+                self._conn.execute("ROLLBACK")
+            except Exception:  # the connection itself may be gone; the server rolls back then
+                pass
+            raise
+
+    @contextlib.contextmanager
+    def read(self):
+        """A read-only transaction that sees one consistent snapshot."""
+        self._begin(False)
+        txn = Transaction(self._conn, self.dialect, False)
+        try:
+            yield txn
+        finally:
+            self._conn.execute("ROLLBACK")

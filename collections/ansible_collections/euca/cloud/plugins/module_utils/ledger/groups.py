@@ -1,0 +1,202 @@
+# -*- coding: utf-8 -*-
+# Copyright: euca.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Security groups: each owns a network segment (tag/VNI + subnet slice) and ingress rules."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, Exhausted, InvalidInput, NotFound
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing, ids, settings
+from ansible_collections.euca.cloud.plugins.module_utils.ledger.schema import now
+
+PROTOCOLS = ("tcp", "udp", "icmp", "all")
+RULE_KEYS = ("protocol", "from_port", "to_port", "cidr", "source_group")
+
+
+def get_group(txn, name):
+    """The group row; NotFound naming the fix otherwise."""
+    found = txn.row("SELECT * FROM security_groups WHERE name = ?", name)
+    if found is None:
+        raise NotFound("unknown security group %r: create it with euca.cloud.security_group first" % (name,))
+    return found
+
+
+def rules_of(txn, name):
+    """The group's rules, sorted, in the module's shape."""
+    rows = txn.rows(
+        "SELECT protocol, from_port, to_port, cidr, source_group FROM group_rules WHERE group_name = ? "
+        "ORDER BY protocol, from_port, to_port, cidr, source_group",
+        name,
+    )
+    return [_rule_view(r) for r in rows]
+
+
+def _rule_view(rule):
+    view = {"protocol": rule["protocol"], "from_port": rule["from_port"], "to_port": rule["to_port"]}
+    if rule["cidr"]:
+        view["cidr"] = rule["cidr"]
+    if rule["source_group"]:
+        view["source_group"] = rule["source_group"]
+    return view
+
+
+def _key(rule):
+    return tuple(rule.get(k) or "" for k in RULE_KEYS)
+
+
+def normalize_rule(txn, group, rule):
+    """Validate one ingress rule and give it the stored shape."""
+    protocol = str(rule.get("protocol", "tcp")).lower()
+    if protocol == "-1":
+        protocol = "all"
+    if protocol not in PROTOCOLS:
+        raise InvalidInput("group %s: rule protocol must be one of %s, not %r" % (group, ", ".join(PROTOCOLS), rule.get("protocol")))
+    if protocol == "all":
+        low, high = -1, -1
+    else:
+        low = rule.get("from_port")
+        high = rule.get("to_port", low)
+        if low is None:
+            raise InvalidInput("group %s: a %s rule needs from_port (and to_port for a range)" % (group, protocol))
+        limits = (-1, 255) if protocol == "icmp" else (0, 65535)
+        for value in (low, high):
+            if not isinstance(value, int) or not limits[0] <= value <= limits[1]:
+                raise InvalidInput("group %s: %s port %r is outside %d-%d" % (group, protocol, value, limits[0], limits[1]))
+        if protocol != "icmp" and low > high:
+            raise InvalidInput("group %s: from_port %d is above to_port %d" % (group, low, high))
+    cidr = rule.get("cidr") or ""
+    source = rule.get("source_group") or ""
+    if bool(cidr) == bool(source):
+        raise InvalidInput("group %s: each rule needs exactly one of cidr or source_group" % group)
+    if cidr:
+        cidr = str(addressing.parse_network(cidr, "group %s rule cidr" % group))
+    if source and source != group:
+        get_group(txn, source)
+    return {"protocol": protocol, "from_port": low, "to_port": high, "cidr": cidr, "source_group": source}
+
+
+def _allocate_segment(txn, conf, requested):
+    low, high = settings.segment_range(conf)
+    mode = conf["network_mode"]
+    taken = set(r["segment_id"] for r in txn.rows("SELECT segment_id FROM security_groups"))
+    if requested is not None:
+        limit_low, limit_high = settings.SEGMENT_LIMITS[mode]
+        if not isinstance(requested, int) or not limit_low <= requested <= limit_high:
+            raise InvalidInput(
+                "segment_id %r is not a valid %s id (%d-%d)%s" % (
+                    requested, mode, limit_low, limit_high, "; 802.1Q tags 0 and 4095 are reserved" if mode == "vlan" else "")
+            )
+        if not low <= requested <= high:
+            raise InvalidInput("segment_id %d is outside the cloud's segment_range %d-%d" % (requested, low, high))
+        if requested in taken:
+            owner = txn.value("SELECT name FROM security_groups WHERE segment_id = ?", requested)
+            raise Conflict("segment_id %d already belongs to security group %s" % (requested, owner))
+        return requested
+    for candidate in range(low, high + 1):
+        if candidate not in taken:
+            return candidate
+    raise Exhausted("segment_range %d-%d is exhausted (%d groups); widen segment_range" % (low, high, len(taken)))
+
+
+def _allocate_subnet(txn, conf, requested):
+    network = addressing.parse_network(conf["private_network"], "private_network")
+    taken = [addressing.parse_network(r["subnet"], "subnet") for r in txn.rows("SELECT subnet FROM security_groups")]
+    if requested is None:
+        return addressing.first_free_slice(network, conf["addresses_per_group"], taken)
+    subnet = addressing.parse_network(requested, "subnet")
+    if subnet.size < 4:
+        raise InvalidInput("subnet %s is too small: a segment needs at least a /30" % subnet)
+    if subnet not in network:
+        raise InvalidInput("subnet %s is outside the cloud's private_network %s" % (subnet, network))
+    for other in taken:
+        if addressing.overlaps(subnet, other):
+            owner = txn.value("SELECT name FROM security_groups WHERE subnet = ?", str(other))
+            raise Conflict("subnet %s overlaps subnet %s of security group %s" % (subnet, other, owner))
+    return subnet
+
+
+def view(txn, row):
+    """A group as modules and slices return it."""
+    subnet = addressing.parse_network(row["subnet"], "subnet")
+    return {
+        "name": row["name"],
+        "description": row["description"],
+        "segment_id": row["segment_id"],
+        "subnet": row["subnet"],
+        "gateway": str(addressing.gateway(subnet)),
+        "rules": rules_of(txn, row["name"]),
+    }
+
+
+def ensure_group(txn, name, state="present", description=None, rules=None, purge_rules=True, segment_id=None, subnet=None):
+    """Create, update or delete a security group and its rules.
+
+    A new group gets the lowest free segment id and subnet slice unless they are given;
+    segment and subnet of an existing group cannot change (instances are wired to them).
+    """
+    ids.check_name("security group", name)
+    found = txn.row("SELECT * FROM security_groups WHERE name = ?", name)
+    before = view(txn, found) if found else {}
+    if state == "absent":
+        if not found:
+            return {"changed": False, "before": {}, "after": {}, "group": {}}
+        live = [r["id"] for r in txn.rows(
+            "SELECT id FROM instances WHERE group_name = ? AND state <> 'terminated' ORDER BY id", name)]
+        if live:
+            raise Conflict("security group %s still has instances %s; terminate them first" % (name, ", ".join(live[:10])))
+        referrers = [r["group_name"] for r in txn.rows(
+            "SELECT DISTINCT group_name FROM group_rules WHERE source_group = ? AND group_name <> ? ORDER BY 1", name, name)]
+        if referrers:
+            raise Conflict("security group %s is a rule source of groups %s; remove those rules first" % (name, ", ".join(referrers)))
+        txn.exec("DELETE FROM instances WHERE group_name = ? AND state = 'terminated'", name)
+        txn.exec("DELETE FROM group_rules WHERE group_name = ?", name)
+        txn.exec("DELETE FROM security_groups WHERE name = ?", name)
+        return {"changed": True, "before": before, "after": {}, "group": {}}
+
+    conf = settings.load(txn)
+    changed = False
+    if found:
+        if segment_id is not None and segment_id != found["segment_id"]:
+            raise Conflict("security group %s has segment %d; a group's segment cannot change (delete and recreate it)"
+                           % (name, found["segment_id"]))
+        if subnet is not None and str(addressing.parse_network(subnet, "subnet")) != found["subnet"]:
+            raise Conflict("security group %s has subnet %s; a group's subnet cannot change (delete and recreate it)"
+                           % (name, found["subnet"]))
+        if description is not None and description != found["description"]:
+            txn.exec("UPDATE security_groups SET description = ? WHERE name = ?", description, name)
+            changed = True
+    else:
+        segment = _allocate_segment(txn, conf, segment_id)
+        slice_ = _allocate_subnet(txn, conf, subnet)
+        txn.exec(
+            "INSERT INTO security_groups (name, description, segment_id, subnet, created_at) VALUES (?, ?, ?, ?, ?)",
+            name, description if description is not None else name, segment, str(slice_), now(),
+        )
+        changed = True
+    if rules is not None:
+        wanted = {}
+        for rule in rules:
+            normal = normalize_rule(txn, name, rule)
+            wanted[_key(normal)] = normal
+        have = dict((_key(r), r) for r in txn.rows(
+            "SELECT protocol, from_port, to_port, cidr, source_group FROM group_rules WHERE group_name = ?", name))
+        for key, rule in sorted(wanted.items()):
+            if key not in have:
+                txn.exec(
+                    "INSERT INTO group_rules (group_name, protocol, from_port, to_port, cidr, source_group) VALUES (?, ?, ?, ?, ?, ?)",
+                    name, rule["protocol"], rule["from_port"], rule["to_port"], rule["cidr"], rule["source_group"],
+                )
+                changed = True
+        if purge_rules:
+            for key, rule in have.items():
+                if key not in wanted:
+                    txn.exec(
+                        "DELETE FROM group_rules WHERE group_name = ? AND protocol = ? AND from_port = ? AND to_port = ? "
+                        "AND cidr = ? AND source_group = ?",
+                        name, rule["protocol"], rule["from_port"], rule["to_port"], rule["cidr"], rule["source_group"],
+                    )
+                    changed = True
+    after = view(txn, get_group(txn, name))
+    return {"changed": changed, "before": before, "after": after, "group": after}

@@ -1,0 +1,178 @@
+# -*- coding: utf-8 -*-
+# Copyright: euca.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Volumes, snapshots and attachments.
+
+"A volume is never attached twice" is the attachments table's primary key; the write lock
+makes the check-then-attach atomic, so of two racing attach requests exactly one wins and
+the other is told who holds the volume.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, InvalidInput, NotFound
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import ids
+from ansible_collections.euca.cloud.plugins.module_utils.ledger.cloud import get_cluster
+from ansible_collections.euca.cloud.plugins.module_utils.ledger.instances import get_instance
+from ansible_collections.euca.cloud.plugins.module_utils.ledger.schema import now
+
+DEVICES = ["/dev/vd%s" % letter for letter in "bcdefghijklmnopqrstuvwxyz"]
+
+
+def view(txn, row):
+    """A volume as modules return it, with its attachment if any."""
+    attachment = txn.row("SELECT instance_id, device FROM attachments WHERE volume_id = ?", row["id"])
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "cluster": row["cluster"],
+        "size_gb": row["size_gb"],
+        "snapshot_id": row["snapshot_id"],
+        "state": row["state"],
+        "attachment": {"instance": attachment["instance_id"], "device": attachment["device"]} if attachment else None,
+    }
+
+
+def resolve(txn, ref):
+    """A volume row by id or name; NotFound otherwise."""
+    found = txn.row("SELECT * FROM volumes WHERE id = ? OR name = ?", ref, ref)
+    if found is None:
+        raise NotFound("unknown volume %r" % (ref,))
+    return found
+
+
+def _detach(txn, volume_id):
+    txn.exec("DELETE FROM attachments WHERE volume_id = ?", volume_id)
+    txn.exec("UPDATE volumes SET state = 'available' WHERE id = ?", volume_id)
+
+
+def ensure_volume(txn, name=None, volume_id=None, state="present", cluster=None, size_gb=None, snapshot=None,
+                  force_detach=False):
+    """Create (``present``) or delete (``absent``) a volume found by ``volume_id`` or ``name``."""
+    if not (name or volume_id):
+        raise InvalidInput("a volume is found by name or volume_id; give one of them")
+    if name:
+        ids.check_name("volume", name)
+    found = txn.row("SELECT * FROM volumes WHERE id = ?", volume_id) if volume_id else txn.row(
+        "SELECT * FROM volumes WHERE name = ?", name)
+    before = view(txn, found) if found else {}
+    if state == "absent":
+        if not found:
+            return {"changed": False, "before": {}, "after": {}, "volume": {}}
+        attachment = before["attachment"]
+        if attachment and not force_detach:
+            raise Conflict(
+                "volume %s is attached to %s as %s; detach it first or pass force_detach=true"
+                % (found["id"], attachment["instance"], attachment["device"])
+            )
+        _detach(txn, found["id"])
+        txn.exec("DELETE FROM volumes WHERE id = ?", found["id"])
+        return {"changed": True, "before": before, "after": {}, "volume": {}}
+
+    if found:
+        if size_gb is not None and size_gb != found["size_gb"]:
+            raise Conflict("volume %s is %d GiB; volumes cannot be resized (create a new one from a snapshot)"
+                           % (found["id"], found["size_gb"]))
+        if cluster is not None and cluster != found["cluster"]:
+            raise Conflict("volume %s lives in cluster %s, not %s" % (found["id"], found["cluster"], cluster))
+        return {"changed": False, "before": before, "after": before, "volume": before}
+    if volume_id:
+        raise NotFound("unknown volume %r; to create a volume give name, not volume_id" % volume_id)
+    if not cluster:
+        raise InvalidInput("volume %s is new: cluster must be given" % name)
+    get_cluster(txn, cluster)
+    snapshot_row = None
+    if snapshot:
+        snapshot_row = txn.row("SELECT * FROM snapshots WHERE id = ? OR name = ?", snapshot, snapshot)
+        if snapshot_row is None:
+            raise NotFound("unknown snapshot %r" % snapshot)
+        size_gb = size_gb if size_gb is not None else snapshot_row["size_gb"]
+        if size_gb < snapshot_row["size_gb"]:
+            raise InvalidInput("volume %s: size_gb %d is smaller than snapshot %s (%d GiB)"
+                               % (name, size_gb, snapshot_row["id"], snapshot_row["size_gb"]))
+    if not isinstance(size_gb, int) or size_gb <= 0:
+        raise InvalidInput("volume %s: size_gb must be a positive integer" % name)
+    new = ids.new_id(txn, "volume")
+    txn.exec(
+        "INSERT INTO volumes (id, name, cluster, size_gb, snapshot_id, state, created_at) VALUES (?, ?, ?, ?, ?, 'available', ?)",
+        new, name, cluster, size_gb, snapshot_row["id"] if snapshot_row else None, now(),
+    )
+    after = view(txn, resolve(txn, new))
+    return {"changed": True, "before": {}, "after": after, "volume": after}
+
+
+def ensure_attachment(txn, volume, instance=None, device=None, state="attached"):
+    """Attach ``volume`` to ``instance`` (``attached``) or detach it (``detached``)."""
+    row = resolve(txn, volume)
+    before = view(txn, row)
+    current = before["attachment"]
+    if state == "detached":
+        if not current:
+            return {"changed": False, "before": before, "after": before, "volume": before}
+        if instance and current["instance"] != instance:
+            raise Conflict("volume %s is attached to %s, not %s" % (row["id"], current["instance"], instance))
+        _detach(txn, row["id"])
+        after = view(txn, resolve(txn, row["id"]))
+        return {"changed": True, "before": before, "after": after, "volume": after}
+
+    if not instance:
+        raise InvalidInput("attaching volume %s needs instance" % row["id"])
+    target = get_instance(txn, instance)
+    if current:
+        if current["instance"] != instance:
+            raise Conflict(
+                "volume %s is attached to %s as %s; detach it first" % (row["id"], current["instance"], current["device"])
+            )
+        if device and device != current["device"]:
+            raise Conflict("volume %s is attached to %s as %s, not %s" % (row["id"], instance, current["device"], device))
+        return {"changed": False, "before": before, "after": before, "volume": before}
+    if target["state"] not in ("pending", "running", "stopped"):
+        raise Conflict("instance %s is %s; a volume can only be attached to a live instance" % (instance, target["state"]))
+    if target["cluster"] != row["cluster"]:
+        raise Conflict("volume %s is in cluster %s but instance %s runs in %s" % (row["id"], row["cluster"], instance, target["cluster"]))
+    used = set(r["device"] for r in txn.rows("SELECT device FROM attachments WHERE instance_id = ?", instance))
+    if device:
+        if device not in DEVICES:
+            raise InvalidInput("device %r must be one of /dev/vdb../dev/vdz" % device)
+        if device in used:
+            holder = txn.value("SELECT volume_id FROM attachments WHERE instance_id = ? AND device = ?", instance, device)
+            raise Conflict("instance %s already has volume %s as %s" % (instance, holder, device))
+    else:
+        free = [d for d in DEVICES if d not in used]
+        if not free:
+            raise Conflict("instance %s has no free device name left" % instance)
+        device = free[0]
+    txn.exec("INSERT INTO attachments (volume_id, instance_id, device, attached_at) VALUES (?, ?, ?, ?)",
+             row["id"], instance, device, now())
+    txn.exec("UPDATE volumes SET state = 'in-use' WHERE id = ?", row["id"])
+    after = view(txn, resolve(txn, row["id"]))
+    return {"changed": True, "before": before, "after": after, "volume": after}
+
+
+def ensure_snapshot(txn, name, volume=None, state="present"):
+    """Record (``present``) or forget (``absent``) a snapshot of ``volume`` by name."""
+    ids.check_name("snapshot", name)
+    found = txn.row("SELECT * FROM snapshots WHERE name = ?", name)
+    before = dict((k, found[k]) for k in ("id", "name", "volume_id", "size_gb")) if found else {}
+    if state == "absent":
+        if not found:
+            return {"changed": False, "before": {}, "after": {}, "snapshot": {}}
+        users = [r["id"] for r in txn.rows("SELECT id FROM volumes WHERE snapshot_id = ? ORDER BY id", found["id"])]
+        if users:
+            raise Conflict("snapshot %s is the source of volumes %s; delete them first" % (found["id"], ", ".join(users[:10])))
+        txn.exec("DELETE FROM snapshots WHERE id = ?", found["id"])
+        return {"changed": True, "before": before, "after": {}, "snapshot": {}}
+    if found:
+        if volume and resolve(txn, volume)["id"] != found["volume_id"]:
+            raise Conflict("snapshot %s (%s) was taken of %s, not %s" % (found["id"], name, found["volume_id"], volume))
+        return {"changed": False, "before": before, "after": before, "snapshot": before}
+    if not volume:
+        raise InvalidInput("snapshot %s is new: volume must be given" % name)
+    source = resolve(txn, volume)
+    new = ids.new_id(txn, "snapshot")
+    txn.exec("INSERT INTO snapshots (id, name, volume_id, size_gb, created_at) VALUES (?, ?, ?, ?, ?)",
+             new, name, source["id"], source["size_gb"], now())
+    after = {"id": new, "name": name, "volume_id": source["id"], "size_gb": source["size_gb"]}
+    return {"changed": True, "before": {}, "after": after, "snapshot": after}
