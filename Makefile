@@ -1,0 +1,76 @@
+# euca.cloud — project tasks. `make demo` and `make test` set everything up themselves.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT       := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VENV       ?= $(ROOT)/.venv
+BIN        := $(VENV)/bin
+PY         := $(BIN)/python
+COLLECTION := $(ROOT)/collections/ansible_collections/euca/cloud
+export PATH := $(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(ROOT)/ansible.cfg
+
+PYTEST ?= $(PY) -m pytest
+PYTEST_ARGS ?=
+
+# ansible-test sanity, without docker, from the project venv (no --venv: that would
+# delegate to a fresh venv). Each sanity test still builds its own venv under
+# ~/.ansible/test/venv from PyPI, bootstrapping pip with the offline stand-in that
+# scripts/ansible-test-prepare puts in ~/.ansible/test/cache (the usual download host is
+# unreachable here). pslint is skipped: it needs PowerShell (pwsh), which Debian lacks,
+# and the collection has no PowerShell.
+SANITY := $(BIN)/ansible-test sanity --python-interpreter $(PY) --color no --skip-test pslint
+
+LINT := $(BIN)/ansible-lint --profile production --offline playbooks/ roles/
+
+.PHONY: help setup test pytest unit integration sanity lint bench demo clean distclean
+
+help:
+	@echo "make demo        set up, then run playbooks/demo.yml (the all-in-one sandbox)"
+	@echo "make test        set up, then pytest (unit + integration), ansible-test sanity, ansible-lint"
+	@echo "make setup       scripts/bootstrap: Debian packages (bindep.txt) + .venv (requirements.txt)"
+	@echo "make unit | integration | sanity | lint | bench | clean | distclean"
+
+setup:
+	@$(ROOT)/scripts/bootstrap
+
+# every step runs; the target fails if any step failed
+test: setup
+	@failed=(); \
+	$(MAKE) --no-print-directory pytest || failed+=(pytest); \
+	$(MAKE) --no-print-directory sanity || failed+=(sanity); \
+	$(MAKE) --no-print-directory lint || failed+=(lint); \
+	if [ $${#failed[@]} -gt 0 ]; then echo "make test: FAILED: $${failed[*]}"; exit 1; fi; \
+	echo "make test: all steps passed"
+
+pytest: setup
+	$(PYTEST) tests/unit tests/integration $(PYTEST_ARGS)
+
+unit: setup
+	$(PYTEST) tests/unit $(PYTEST_ARGS)
+
+integration: setup
+	$(PYTEST) tests/integration $(PYTEST_ARGS)
+
+sanity: setup
+	@$(ROOT)/scripts/ansible-test-prepare $(PY)
+	cd $(COLLECTION) && $(SANITY)
+
+lint: setup
+	$(LINT)
+
+bench: setup
+	@shopt -s nullglob; benches=($(ROOT)/bench/*.py); \
+	if [ $${#benches[@]} -eq 0 ]; then echo "bench: no bench/*.py yet"; exit 0; fi; \
+	rc=0; for b in "$${benches[@]}"; do echo "== $${b#$(ROOT)/}"; $(PY) "$$b" || rc=1; done; exit $$rc
+
+demo: setup
+	$(BIN)/ansible-playbook playbooks/demo.yml
+
+clean:
+	rm -rf $(COLLECTION)/tests/output .pytest_cache
+	find $(ROOT) -path $(VENV) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)
