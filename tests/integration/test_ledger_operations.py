@@ -245,3 +245,31 @@ def test_slices_by_scope(seeded):
     # db's rule names web as a source, so a CC needs web's subnet too
     assert sorted(g["name"] for g in cluster["security_groups"]) == ["db", "web"]
     assert len(cluster["instances"]) == 2 and node["generation"] == cluster["generation"]
+
+
+def test_rule_fields_left_unset_arrive_as_none(seeded):
+    # Ansible passes suboptions the user left out as None.
+    rule = {"protocol": None, "from_port": 443, "to_port": None, "cidr": "0.0.0.0/0", "source_group": None}
+    with seeded.write() as txn:
+        out = groups.ensure_group(txn, "web", rules=[rule])
+    assert out["group"]["rules"] == [{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr": "0.0.0.0/0"}]
+
+
+def test_image_fields_left_out_are_kept(seeded):
+    with seeded.write() as txn:
+        kernel = images.ensure_image(txn, "vmlinuz", kind="kernel", checksum=CHECKSUM, size_bytes=10)["image"]
+        images.ensure_image(txn, "boot", checksum=CHECKSUM, size_bytes=20, image_format="qcow2", kernel="vmlinuz")
+    with seeded.write() as txn:
+        moved = images.ensure_image(txn, "boot", location="walrus://images/boot.qcow2")
+    assert moved["changed"] and moved["image"]["kernel_id"] == kernel["id"] and moved["image"]["format"] == "qcow2"
+    refused(seeded, Conflict, "images are immutable", images.ensure_image, "boot", checksum="cd" * 32)
+
+
+def test_snapshots_in_slices(seeded):
+    with seeded.write() as txn:
+        volumes.ensure_volume(txn, name="data", cluster="cluster_a", size_gb=2)
+        snap = volumes.ensure_snapshot(txn, "nightly", volume="data")["snapshot"]
+        restored = volumes.ensure_volume(txn, name="restored", cluster="cluster_a", snapshot="nightly")["volume"]
+    assert restored["size_gb"] == 2 and restored["snapshot_id"] == snap["id"]
+    assert snapshot(seeded)["snapshots"] == [snap]
+    refused(seeded, Conflict, "is the source of volumes", volumes.ensure_snapshot, "nightly", state="absent")

@@ -73,7 +73,7 @@ class LedgerModule(EucaModule):
         super(LedgerModule, self).__init__()
         if not addressing.HAS_NETADDR:
             self.ansible.fail_json(msg=missing_required_lib("netaddr"), exception=str(addressing.NETADDR_IMPORT_ERROR))
-        if db.is_postgres_url(self.params["ledger"]) and not db.HAS_PSYCOPG:
+        if db.is_postgres_url(self.params["ledger"]) and db.load_psycopg() is None:
             self.ansible.fail_json(msg=missing_required_lib("psycopg"), exception=str(db.PSYCOPG_IMPORT_ERROR))
 
     def open_ledger(self):

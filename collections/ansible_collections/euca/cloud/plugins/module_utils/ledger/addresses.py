@@ -108,4 +108,3 @@ def ensure_address(txn, public_ip=None, name=None, instance=None, state="present
         changed = True
     after = view(txn.row("SELECT * FROM elastic_ips WHERE address = ?", found["address"]))
     return {"changed": changed, "before": before, "after": after, "address": after}
-

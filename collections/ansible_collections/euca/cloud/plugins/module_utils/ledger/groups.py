@@ -48,7 +48,8 @@ def _key(rule):
 
 def normalize_rule(txn, group, rule):
     """Validate one ingress rule and give it the stored shape."""
-    protocol = str(rule.get("protocol", "tcp")).lower()
+    # Ansible passes unset suboptions as None: treat them as absent.
+    protocol = str(rule.get("protocol") or "tcp").lower()
     if protocol == "-1":
         protocol = "all"
     if protocol not in PROTOCOLS:
@@ -57,7 +58,9 @@ def normalize_rule(txn, group, rule):
         low, high = -1, -1
     else:
         low = rule.get("from_port")
-        high = rule.get("to_port", low)
+        high = rule.get("to_port")
+        if high is None:
+            high = low
         if low is None:
             raise InvalidInput("group %s: a %s rule needs from_port (and to_port for a range)" % (group, protocol))
         limits = (-1, 255) if protocol == "icmp" else (0, 65535)

@@ -66,7 +66,7 @@ def ensure_image(txn, name, state="present", kind="machine", checksum=None, size
     if kind not in KINDS:
         raise InvalidInput("image %s: kind must be one of %s" % (name, ", ".join(KINDS)))
     if image_format is None:
-        image_format = "raw" if kind == "machine" else kind
+        image_format = found["format"] if found else ("raw" if kind == "machine" else kind)
     if image_format not in FORMATS:
         raise InvalidInput("image %s: format must be one of %s" % (name, ", ".join(FORMATS)))
     if not found and (checksum is None or size_bytes is None):
@@ -77,8 +77,9 @@ def ensure_image(txn, name, state="present", kind="machine", checksum=None, size
         "checksum": _checksum(checksum) if checksum is not None else found["checksum"],
         "size_bytes": size_bytes if size_bytes is not None else found["size_bytes"],
         "format": image_format,
-        "kernel_id": resolve(txn, kernel, "kernel")["id"] if kernel else None,
-        "ramdisk_id": resolve(txn, ramdisk, "ramdisk")["id"] if ramdisk else None,
+        # Left out on an existing image means "keep", as for every other field.
+        "kernel_id": resolve(txn, kernel, "kernel")["id"] if kernel else (found["kernel_id"] if found else None),
+        "ramdisk_id": resolve(txn, ramdisk, "ramdisk")["id"] if ramdisk else (found["ramdisk_id"] if found else None),
         "location": location if location is not None else (found["location"] if found else None),
     }
     if not isinstance(desired["size_bytes"], int) or desired["size_bytes"] < 0:

@@ -82,4 +82,6 @@ def read_slice(txn, scope="cloud", name=None, include_terminated=False):
         "instances": [instances.view(r) for r in instance_rows],
         "elastic_ips": [addresses.view(r) for r in eip_rows],
         "volumes": [volumes.view(txn, r) for r in volume_rows],
+        "snapshots": [volumes.snapshot_view(r) for r in txn.rows("SELECT * FROM snapshots ORDER BY id")
+                      if scope == "cloud" or r["volume_id"] in set(v["id"] for v in volume_rows)],
     }

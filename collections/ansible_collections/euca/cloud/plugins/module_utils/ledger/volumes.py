@@ -35,6 +35,11 @@ def view(txn, row):
     }
 
 
+def snapshot_view(row):
+    """A snapshot as modules return it."""
+    return dict((k, row[k]) for k in ("id", "name", "volume_id", "size_gb"))
+
+
 def resolve(txn, ref):
     """A volume row by id or name; NotFound otherwise."""
     found = txn.row("SELECT * FROM volumes WHERE id = ? OR name = ?", ref, ref)
@@ -155,7 +160,7 @@ def ensure_snapshot(txn, name, volume=None, state="present"):
     """Record (``present``) or forget (``absent``) a snapshot of ``volume`` by name."""
     ids.check_name("snapshot", name)
     found = txn.row("SELECT * FROM snapshots WHERE name = ?", name)
-    before = dict((k, found[k]) for k in ("id", "name", "volume_id", "size_gb")) if found else {}
+    before = snapshot_view(found) if found else {}
     if state == "absent":
         if not found:
             return {"changed": False, "before": {}, "after": {}, "snapshot": {}}
