@@ -4,9 +4,13 @@ Every refusal is checked to leave the ledger exactly as it was (same generation,
 rows): a failure half-way must leave nothing half-applied.
 """
 
+import time
+
 import pytest
 
-from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, Exhausted, InvalidInput, NotFound
+from ansible_collections.euca.cloud.plugins.module_utils.errors import (
+    Conflict, Exhausted, InvalidInput, LedgerUnavailable, NotFound,
+)
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import (
     addresses, cloud, db, groups, images, instances, slices, volumes,
 )
@@ -273,3 +277,19 @@ def test_snapshots_in_slices(seeded):
     assert restored["size_gb"] == 2 and restored["snapshot_id"] == snap["id"]
     assert snapshot(seeded)["snapshots"] == [snap]
     refused(seeded, Conflict, "is the source of volumes", volumes.ensure_snapshot, "nightly", state="absent")
+
+
+def test_a_held_write_lock_times_out_with_a_clear_error(seeded, ledger_url):
+    with seeded.write() as txn:
+        groups.ensure_group(txn, "held")
+        with db.Ledger(ledger_url, timeout=0.5) as other:
+            started = time.monotonic()
+            with pytest.raises(LedgerUnavailable, match="locked"):
+                with other.write() as blocked:
+                    groups.ensure_group(blocked, "late")
+            assert 0.4 < time.monotonic() - started < 5
+            # readers are not blocked by a writer
+            with other.read() as reader:
+                assert reader.row("SELECT name FROM security_groups WHERE name = 'web'")
+    names = [g["name"] for g in snapshot(seeded)["security_groups"]]
+    assert "held" in names and "late" not in names

@@ -74,7 +74,7 @@ class LedgerModule(EucaModule):
         if not addressing.HAS_NETADDR:
             self.ansible.fail_json(msg=missing_required_lib("netaddr"), exception=str(addressing.NETADDR_IMPORT_ERROR))
         if db.is_postgres_url(self.params["ledger"]) and db.load_psycopg() is None:
-            self.ansible.fail_json(msg=missing_required_lib("psycopg"), exception=str(db.PSYCOPG_IMPORT_ERROR))
+            self.ansible.fail_json(msg=missing_required_lib("psycopg"), exception=str(db.psycopg_import_error()))
 
     def open_ledger(self):
         """The ledger named by the module's ``ledger`` option (migrated to the current schema).

@@ -32,22 +32,25 @@ from ansible_collections.euca.cloud.plugins.module_utils.errors import (
 
 # psycopg is imported on first use (load_psycopg): a SQLite ledger, the common case, does
 # not pay ~65 ms of import time on every task.
-psycopg = None
-PSYCOPG_IMPORT_ERROR = None
+_PSYCOPG = {}
 
 
 def load_psycopg():
-    """psycopg 3, imported on first use; None when it is missing (see PSYCOPG_IMPORT_ERROR)."""
-    global psycopg, PSYCOPG_IMPORT_ERROR
-    if psycopg is None and PSYCOPG_IMPORT_ERROR is None:
+    """psycopg 3, imported on first use; None when it is missing (see psycopg_import_error)."""
+    if "module" not in _PSYCOPG:
         try:
-            import psycopg as module
+            import psycopg
             import psycopg.rows  # noqa: F401  (dict_row)
         except ImportError as exc:  # pragma: no cover - depends on the host
-            PSYCOPG_IMPORT_ERROR = exc
+            _PSYCOPG.update(module=None, error=exc)
         else:
-            psycopg = module
-    return psycopg
+            _PSYCOPG.update(module=psycopg, error=None)
+    return _PSYCOPG["module"]
+
+
+def psycopg_import_error():
+    """Why psycopg could not be imported (after load_psycopg returned None)."""
+    return _PSYCOPG.get("error")
 
 
 DEFAULT_LEDGER = "/var/lib/euca/ledger.sqlite"
@@ -90,6 +93,7 @@ class Transaction:
         except sqlite3.IntegrityError as exc:
             raise Conflict("the ledger refused a duplicate or dangling record: %s" % exc)
         except Exception as exc:
+            psycopg = _PSYCOPG.get("module")
             if psycopg is not None and isinstance(exc, psycopg.errors.IntegrityError):
                 raise Conflict("the ledger refused a duplicate or dangling record: %s" % exc)
             raise
@@ -151,7 +155,8 @@ class Ledger:
     # -- connections -----------------------------------------------------------------------
     def _connect(self):
         if self.dialect == "postgresql":
-            if load_psycopg() is None:
+            psycopg = load_psycopg()
+            if psycopg is None:
                 raise LedgerUnavailable(
                     "ledger %s is PostgreSQL but psycopg (3) is not installed on this host: "
                     "pip install 'psycopg[binary]'" % self._safe_url()
@@ -220,7 +225,7 @@ class Ledger:
                 self._conn.execute("SET LOCAL lock_timeout = %d" % int(self.timeout * 1000))
                 try:
                     self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (_PG_WRITE_LOCK,))
-                except psycopg.errors.LockNotAvailable:
+                except load_psycopg().errors.LockNotAvailable:
                     self._conn.execute("ROLLBACK")
                     raise LedgerUnavailable("the ledger stayed locked by another writer for %ss" % self.timeout)
             return
