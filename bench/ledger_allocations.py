@@ -3,7 +3,8 @@
 Each run starts from an empty ledger: 8 worker processes x 500 allocations at once
 (every 8th an elastic IP, the rest instance launches with private IP + MAC), one write
 transaction per allocation with a synchronous commit. Baseline for the contention ratio:
-one worker doing the same 500 allocations alone.
+one worker doing the same 4000 allocations alone (the same total, so the ledger grows to
+the same size: a launch reads its group's addresses, so its cost grows with the group).
 
 Prints one line per goal:
     P<n> <what>: <value> <unit> (goal <op> <target>)
@@ -46,10 +47,10 @@ def run_load(url, workers, per_worker):
 def main():
     results = []
     with tempfile.TemporaryDirectory(prefix="euca-bench-") as tmp:
-        sqlite_single = run_load(os.path.join(tmp, "single.sqlite"), 1, PER_WORKER)
+        sqlite_single = run_load(os.path.join(tmp, "single.sqlite"), 1, WORKERS * PER_WORKER)
         sqlite_rate = run_load(os.path.join(tmp, "ledger.sqlite"), WORKERS, PER_WORKER)
         results.append(("ledger sqlite %dx%d allocations" % (WORKERS, PER_WORKER), sqlite_rate, "alloc/s", ">=", 100))
-        results.append(("ledger sqlite %d writers vs 1 writer" % WORKERS, sqlite_rate / sqlite_single, "x", ">=", 0.5))
+        results.append(("ledger sqlite %d writers vs 1 writer" % WORKERS, sqlite_rate / sqlite_single, "x", ">=", 0.8))
     try:
         server = PostgresServer()
     except PostgresUnavailable as exc:
@@ -57,10 +58,10 @@ def main():
         server = None
     if server is not None:
         with server:
-            single = run_load(server.dsn(server.create_database()), 1, PER_WORKER)
+            single = run_load(server.dsn(server.create_database()), 1, WORKERS * PER_WORKER)
             rate = run_load(server.dsn(server.create_database()), WORKERS, PER_WORKER)
         results.append(("ledger postgresql %dx%d allocations" % (WORKERS, PER_WORKER), rate, "alloc/s", ">=", 100))
-        results.append(("ledger postgresql %d writers vs 1 writer" % WORKERS, rate / single, "x", ">=", 0.5))
+        results.append(("ledger postgresql %d writers vs 1 writer" % WORKERS, rate / single, "x", ">=", 0.8))
     failed = False
     for number, (what, value, unit, op, target) in enumerate(results, 1):
         print("P%d %s: %.1f %s (goal %s %s)" % (number, what, value, unit, op, target))

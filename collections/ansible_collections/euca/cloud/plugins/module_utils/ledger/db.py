@@ -18,8 +18,6 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import contextlib
-import errno
-import fcntl
 import os
 import sqlite3
 import time
@@ -145,7 +143,6 @@ class Ledger:
         self.url = url or DEFAULT_LEDGER
         self.timeout = float(timeout)
         self.dialect = "postgresql" if is_postgres_url(self.url) else "sqlite"
-        self._lock_fd = None
         self._conn = self._connect()
         if migrate:
             from ansible_collections.euca.cloud.plugins.module_utils.ledger import schema
@@ -207,9 +204,7 @@ class Ledger:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+
 
     def __enter__(self):
         return self
@@ -229,43 +224,10 @@ class Ledger:
                     self._conn.execute("ROLLBACK")
                     raise LedgerUnavailable("the ledger stayed locked by another writer for %ss" % self.timeout)
             return
-        if writable:
-            self._lock_file()
         try:
             self._conn.execute("BEGIN IMMEDIATE" if writable else "BEGIN")
         except sqlite3.OperationalError as exc:
-            self._unlock_file()
             raise LedgerUnavailable("the ledger %s stayed locked for %ss: %s" % (self.url, self.timeout, exc))
-
-    def _lock_file(self):
-        # SQLite's own busy handler sleeps up to 100 ms between tries, so eight waiting
-        # writers leave the database idle most of the time. Writers queue on an flock of a
-        # side file first (polled every millisecond), then take SQLite's lock at once.
-        path = sqlite_path(self.url)
-        if path == ":memory:":
-            return
-        if self._lock_fd is None:
-            self._lock_fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT, 0o640)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except (IOError, OSError) as exc:
-                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.monotonic() > deadline:
-                    raise LedgerUnavailable("the ledger %s stayed locked by another writer for %ss" % (path, self.timeout))
-                time.sleep(0.001)
-
-    def _unlock_file(self):
-        if self._lock_fd is not None:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
-
-    def _end(self, statement):
-        try:
-            self._conn.execute(statement)
-        finally:
-            if self.dialect == "sqlite":
-                self._unlock_file()
 
     @contextlib.contextmanager
     def write(self, dry_run=False):
@@ -282,11 +244,11 @@ class Ledger:
             if txn.dirty:
                 txn._execute("UPDATE ledger_meta SET value = value + 1 WHERE key = 'generation'", ())
             txn.generation = txn.current_generation()
-            self._end("ROLLBACK" if dry_run else "COMMIT")
+            self._conn.execute("ROLLBACK" if dry_run else "COMMIT")
         except BaseException:
             # Also after a failed COMMIT: the transaction is still open then.
             try:
-                self._end("ROLLBACK")
+                self._conn.execute("ROLLBACK")
             except Exception:  # no transaction left, or the connection is gone (the server rolls back)
                 pass
             raise
@@ -299,4 +261,4 @@ class Ledger:
         try:
             yield txn
         finally:
-            self._end("ROLLBACK")
+            self._conn.execute("ROLLBACK")
