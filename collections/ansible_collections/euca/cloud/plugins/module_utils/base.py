@@ -25,6 +25,8 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import EucaError
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing, db
+from ansible_collections.euca.cloud.plugins.module_utils.net import config as net_config
+from ansible_collections.euca.cloud.plugins.module_utils.process import check_namespace
 
 LEDGER_ARGS = dict(
     ledger=dict(type="str", default=db.DEFAULT_LEDGER),
@@ -108,3 +110,38 @@ class LedgerModule(EucaModule):
         with self.open_ledger() as ledger:
             with ledger.read() as txn:
                 return operation(txn, *args, **kwargs)
+
+
+CONFIG_ARGS = dict(
+    state=dict(type="str", default="merged", choices=list(net_config.STATES)),
+    namespace=dict(type="str"),
+)
+
+
+class ConfigModule(EucaModule):
+    """A whole-set configuration module (segments, DHCP, NAT, filter); see net/config.py.
+
+    Subclasses add ``config`` (and what else they need) to ``argument_spec`` and implement
+    ``resource()``; ``generation`` is passed on when the argument spec has it.
+    """
+
+    argument_spec = CONFIG_ARGS
+
+    def resource(self):
+        """The net.config.Resource this module converges."""
+        raise NotImplementedError
+
+    def run(self):
+        if self.params["state"] != "rendered":
+            check_namespace(self.params["namespace"])
+        resource = self.resource()
+        outcome = net_config.converge(
+            resource, self.params["config"], self.params["state"], check_mode=self.check_mode,
+            generation=self.params.get("generation"),
+        )
+        if self.ansible._diff and outcome["changed"]:
+            # Ansible renders dict diffs, not list ones: key the items.
+            outcome["diff"] = dict(
+                (side, dict((str(item[resource.key]), item) for item in outcome[side])) for side in ("before", "after")
+            )
+        return outcome

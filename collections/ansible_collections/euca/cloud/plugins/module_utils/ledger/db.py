@@ -205,7 +205,6 @@ class Ledger:
             self._conn.close()
             self._conn = None
 
-
     def __enter__(self):
         return self
 

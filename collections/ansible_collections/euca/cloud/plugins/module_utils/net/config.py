@@ -1,0 +1,120 @@
+# -*- coding: utf-8 -*-
+# Copyright: euca.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Whole-set configuration resources: segments, DHCP, NAT, filter.
+
+Each resource is a set of items keyed by ``key`` and follows one state machine:
+gather -> plan -> diff -> apply (ARCHITECTURE §3):
+
+- ``rendered``: validate and render the desired set offline; touches nothing.
+- ``merged``: the gathered set with the given items added or replaced.
+- ``overridden``: exactly the given items; everything else of ours is removed.
+- ``deleted``: the gathered set without the given items (all of ours when none are given).
+
+The plan is a pure value computed from the gathered and the target set; check mode stops
+after it; apply executes it once, as one batch. Resources that are applied from the
+ledger carry its generation and refuse to apply an older one than the one in place.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, InvalidInput
+
+STATES = ("merged", "overridden", "deleted", "rendered")
+
+
+class Resource:
+    """One kind of whole-set configuration. Subclasses implement the five steps."""
+
+    #: name used in messages ("segment", "elastic IP mapping", ...)
+    noun = "item"
+    #: the field that identifies an item
+    key = "id"
+    #: whether the resource records and checks a ledger generation
+    generations = False
+
+    def validate(self, items):
+        """Check and normalize the desired items; raise InvalidInput before anything changes."""
+        raise NotImplementedError
+
+    def gather(self):
+        """The current items of ours, and the generation in place (or None): ``(items, generation)``."""
+        raise NotImplementedError
+
+    def plan(self, before, after, force=False):
+        """What must be done to go from ``before`` to ``after`` (both lists of items), as a
+        list of commands in the backend's own batch language; empty when nothing differs.
+        ``force``: plan the full apply even when nothing differs (to record a newer generation)."""
+        raise NotImplementedError
+
+    def apply(self, plan, after, generation):
+        """Execute ``plan`` in one batch; ``after`` and ``generation`` are what it establishes."""
+        raise NotImplementedError
+
+    def render(self, items, generation):
+        """The complete configuration for ``items`` as the backend would load it (offline)."""
+        raise NotImplementedError
+
+
+def _by_key(resource, items):
+    out = {}
+    for item in items:
+        if item[resource.key] in out:
+            raise InvalidInput("%s %s is given twice" % (resource.noun, item[resource.key]))
+        out[item[resource.key]] = item
+    return out
+
+
+def target_items(resource, state, before, desired):
+    """The item set ``state`` asks for, given the gathered ``before`` and the ``desired`` items."""
+    current = _by_key(resource, before)
+    wanted = _by_key(resource, desired)
+    if state == "overridden":
+        return [wanted[k] for k in sorted(wanted)]
+    if state == "merged":
+        current.update(wanted)
+        return [current[k] for k in sorted(current)]
+    if state == "deleted":
+        if not desired:
+            return []
+        return [current[k] for k in sorted(current) if k not in wanted]
+    raise InvalidInput("state must be one of %s, not %r" % (", ".join(STATES), state))
+
+
+def converge(resource, config, state, check_mode=False, generation=None):
+    """Run the state machine for ``resource``; returns the module result.
+
+    ``generation`` is the ledger generation the desired set was read at; a resource with
+    ``generations`` refuses it when an newer generation is already applied.
+    """
+    if state not in STATES:
+        raise InvalidInput("state must be one of %s, not %r" % (", ".join(STATES), state))
+    desired = resource.validate(config or [])
+    if state == "rendered":
+        return {"changed": False, "rendered": resource.render(desired, generation)}
+    before, applied = resource.gather()
+    if resource.generations and generation is not None and applied is not None and generation < applied:
+        raise Conflict(
+            "refusing to apply ledger generation %d: generation %d is already applied here "
+            "(another job converged newer state; read the ledger again)" % (generation, applied)
+        )
+    after = target_items(resource, state, before, desired)
+    if resource.generations and generation is None:
+        generation = applied
+    plan = resource.plan(before, after)
+    if resource.generations and not plan and generation is not None and generation != applied:
+        # Same content, newer generation: record it so an older job cannot roll back past it.
+        plan = resource.plan(before, after, force=True)
+    result = {
+        "changed": bool(plan),
+        "before": before,
+        "after": after,
+        "commands": plan,
+    }
+    if resource.generations:
+        result["generation"] = generation
+    if plan and not check_mode:
+        resource.apply(plan, after, generation)
+    return result
