@@ -1,0 +1,113 @@
+# -*- coding: utf-8 -*-
+# Copyright: euca.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What a cluster controller or a node controller must converge, from a ledger slice.
+
+Pure functions from a ``ledger_info`` slice (cluster or node scope) to the ``config`` of
+the segment, dhcp, nat and firewall modules, so the data plane is always rebuilt from the
+ledger and never from what a host remembers.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidInput
+
+
+def bridge_name(segment_id):
+    """The bridge of a segment on every CC and NC (``eubr-<id>``)."""
+    return "eubr-%d" % segment_id
+
+
+def _prefix(subnet):
+    return subnet.split("/", 1)[1]
+
+
+def _check(slice_):
+    for key in ("settings", "security_groups", "instances", "elastic_ips", "generation"):
+        if key not in slice_:
+            raise InvalidInput("not a ledger slice (no %r): pass what euca.cloud.ledger_info returns" % key)
+
+
+def segments(slice_, gateways=True, peers=None):
+    """Segment items for every security group in the slice (with the CC's gateway address)."""
+    _check(slice_)
+    mode = slice_["settings"]["network_mode"]
+    out = []
+    for group in slice_["security_groups"]:
+        item = {"id": group["segment_id"], "mode": mode, "bridge": bridge_name(group["segment_id"])}
+        if gateways:
+            item["gateway"] = "%s/%s" % (group["gateway"], _prefix(group["subnet"]))
+        if mode == "vxlan" and peers:
+            item["peers"] = list(peers)
+        out.append(item)
+    return out
+
+
+def dhcp(slice_):
+    """DHCP items: one per segment, with a reservation for each live instance in it."""
+    _check(slice_)
+    hosts = {}
+    for instance in slice_["instances"]:
+        if instance["state"] == "terminated":
+            continue
+        hosts.setdefault(instance["group"], []).append(
+            {"mac": instance["mac"], "ip": instance["private_ip"], "hostname": instance["id"]})
+    out = []
+    for group in slice_["security_groups"]:
+        out.append({
+            "id": group["segment_id"],
+            "interface": bridge_name(group["segment_id"]),
+            "subnet": group["subnet"],
+            "gateway": group["gateway"],
+            "hosts": sorted(hosts.get(group["name"], []), key=lambda h: h["ip"]),
+        })
+    return out
+
+
+def nat(slice_):
+    """Elastic-IP mappings of the slice's instances."""
+    _check(slice_)
+    private = dict((i["id"], i["private_ip"]) for i in slice_["instances"] if i["state"] != "terminated")
+    return [{"public_ip": e["public_ip"], "private_ip": private[e["instance"]]}
+            for e in slice_["elastic_ips"] if e["instance"] in private]
+
+
+def firewall(slice_):
+    """Firewall groups: every security group in the slice with its subnet and rules."""
+    _check(slice_)
+    out = []
+    for group in slice_["security_groups"]:
+        rules = []
+        for rule in group["rules"]:
+            item = {"protocol": rule["protocol"]}
+            if rule["protocol"] != "all":
+                item.update(from_port=rule["from_port"], to_port=rule["to_port"])
+            for key in ("cidr", "source_group"):
+                if rule.get(key):
+                    item[key] = rule[key]
+            rules.append(item)
+        out.append({"name": group["name"], "subnet": group["subnet"], "rules": rules})
+    return out
+
+
+def cc_config(slice_, peers=None):
+    """Everything a CC converges: ``segments``, ``dhcp``, ``nat`` (with the pool and the
+    private network for default SNAT), ``firewall`` and the ``generation``."""
+    _check(slice_)
+    settings = slice_["settings"]
+    return {
+        "generation": slice_["generation"],
+        "segments": segments(slice_, gateways=True, peers=peers),
+        "dhcp": dhcp(slice_),
+        "nat": nat(slice_),
+        "public_ips": list(settings["public_ips"]),
+        "private_networks": [settings["private_network"]],
+        "firewall": firewall(slice_),
+    }
+
+
+def nc_config(slice_, peers=None):
+    """What an NC converges on the network side: its instances' segments, without gateways."""
+    return {"generation": slice_["generation"], "segments": segments(slice_, gateways=False, peers=peers)}
