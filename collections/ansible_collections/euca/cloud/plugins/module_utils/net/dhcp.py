@@ -1,0 +1,661 @@
+# -*- coding: utf-8 -*-
+# Copyright: euca.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""DHCP for every tenant segment of a cluster: one dnsmasq, configured by files.
+
+The seed's dhcpd broke beyond 23 tenants because every interface went on its command
+line (Hack1). Here the command line is only ``dnsmasq --conf-file=<state_dir>/dnsmasq.conf``
+whatever the number of segments: interfaces, static ranges and options live in the
+configuration file and the MAC -> IP reservations in one hosts file next to it.
+
+Applying a change writes the new files beside the old ones and renames them over (an
+atomic swap per file), then:
+
+- only reservations changed: SIGHUP (dnsmasq re-reads its hosts file, ~90 ms for 10k);
+- interfaces, ranges or options changed: restart (SIGHUP does not re-read ``dhcp-range``;
+  a start costs ~17 ms and the lease file carries the leases over);
+- dnsmasq is not running: start it.
+
+Only the pid in our pid file is ever signalled, and only after ``/proc/<pid>/cmdline``
+shows it is dnsmasq running our configuration file (in the expected network namespace).
+
+Ranges are static (``dhcp-range=set:seg<id>,<network>,static,<mask>,<lease>``): only
+reserved MACs get an address, which also spares dnsmasq its ~3 s ping check.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import os
+import re
+import signal
+import socket
+import stat
+import struct
+import time
+
+from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing
+from ansible_collections.euca.cloud.plugins.module_utils.net.config import Resource
+from ansible_collections.euca.cloud.plugins.module_utils.process import NETNS_DIR, CommandFailed, run
+
+DEFAULT_STATE_DIR = "/var/lib/euca/dhcp"
+DEFAULT_LEASE_TIME = "1h"
+# dnsmasq's own default (1000) would stop serving at the 1001st instance of a cluster.
+DEFAULT_MAX_LEASES = 65536
+
+CONF_FILE = "dnsmasq.conf"
+HOSTS_FILE = "hosts"
+LEASE_FILE = "leases"
+PID_FILE = "dnsmasq.pid"
+LOG_FILE = "dnsmasq.log"
+GENERATION_FILE = "generation"
+# every file of ours in state_dir; `deleted` removes exactly these
+OWN_FILES = (CONF_FILE, HOSTS_FILE, LEASE_FILE, PID_FILE, LOG_FILE, GENERATION_FILE)
+
+HEADER = "# Managed by euca.cloud.dhcp: edits are overwritten on the next apply."
+SEGMENT_MARK = "# segment "
+
+IFNAMSIZ = 15
+# what the kernel accepts and dnsmasq's comma/equals syntax cannot misread
+_IFNAME = re.compile(r"^(?!\.\.?$)[A-Za-z0-9_.-]{1,%d}$" % IFNAMSIZ)
+_MAC = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
+_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
+_DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$",
+                     re.IGNORECASE)
+_LEASE_TIME = re.compile(r"^(infinite|[0-9]+[smhdw]?)$")
+_LEASE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+# dnsmasq refuses leases shorter than two minutes
+MIN_LEASE_SECONDS = 120
+SEGMENT_FIELDS = ("id", "interface", "subnet", "gateway", "dns_servers", "domain", "lease_time", "hosts")
+
+# what apply does to the daemon
+START, RESTART, RELOAD, STOP, NOTHING = "start", "restart", "reload", "stop", "none"
+
+
+def _ipv4_int(text):
+    # Thousands of reservations are parsed on every run; netaddr costs ~8 us per address,
+    # inet_pton ~0.3 us and is just as strict (no "10.1" shorthand).
+    return struct.unpack("!I", socket.inet_pton(socket.AF_INET, text))[0]
+
+
+def _ipv4_text(value):
+    return socket.inet_ntop(socket.AF_INET, struct.pack("!I", value))
+
+
+def tag(segment_id):
+    """The dnsmasq tag of a segment's range and options (``seg<id>``)."""
+    return "seg%d" % segment_id
+
+
+def interface_name(segment_id):
+    """The default interface of a segment: its bridge ``eubr-<id>`` (ARCHITECTURE §5)."""
+    return "eubr-%d" % segment_id
+
+
+def lease_seconds(text):
+    """Seconds in a dnsmasq lease time (``3600``, ``45m``, ``1h``, ``2d``); None for infinite."""
+    if text == "infinite":
+        return None
+    unit = text[-1]
+    if unit in _LEASE_UNITS:
+        return int(text[:-1]) * _LEASE_UNITS[unit]
+    return int(text)
+
+
+def normalize_mac(text, what):
+    """A MAC as dnsmasq and the ledger write it (lower case, colons); InvalidInput otherwise."""
+    mac = str(text or "").strip().lower()
+    if not _MAC.match(mac):
+        raise InvalidInput("%s: mac %r is not a MAC address (expected e.g. 52:54:00:12:34:56)" % (what, text))
+    mac = mac.replace("-", ":")
+    first = int(mac[:2], 16)
+    if first & 1:
+        raise InvalidInput("%s: mac %s is a multicast address; an instance NIC needs a unicast MAC" % (what, mac))
+    if mac == "00:00:00:00:00:00":
+        raise InvalidInput("%s: mac 00:00:00:00:00:00 is not a usable MAC address" % what)
+    return mac
+
+
+def _segment_id(raw):
+    value = raw.get("id")
+    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            value = int(str(value))
+        except (TypeError, ValueError):
+            raise InvalidInput("DHCP segment id %r is not an integer (the segment's VLAN tag or VNI)" % (raw.get("id"),))
+    if value < 0:
+        raise InvalidInput("DHCP segment id %d is negative; use the segment's VLAN tag or VNI" % value)
+    return value
+
+
+def _normalize_hosts(seg, what, network, gateway_int, hosts):
+    out = []
+    seen_macs = set()
+    seen_ips = {}
+    first, last = network.first, network.last
+    for raw in hosts or []:
+        if not isinstance(raw, dict):
+            raise InvalidInput("%s: each host must be a dict with mac, ip and hostname, not %r" % (what, raw))
+        unknown = set(raw) - set(("mac", "ip", "hostname"))
+        if unknown:
+            raise InvalidInput("%s: host %r has unknown field(s) %s" % (what, raw, ", ".join(sorted(unknown))))
+        mac = normalize_mac(raw.get("mac"), what)
+        host = "%s host %s" % (what, mac)
+        ip_text = str(raw.get("ip") or "").strip()
+        try:
+            ip = _ipv4_int(ip_text)
+        except (OSError, ValueError):
+            raise InvalidInput("%s: ip %r is not an IPv4 address" % (host, raw.get("ip")))
+        if not first < ip < last or ip == gateway_int:
+            why = ("outside the subnet %s" % seg["subnet"]) if not first <= ip <= last else (
+                "the gateway" if ip == gateway_int else "the subnet's network or broadcast address")
+            raise InvalidInput("%s: ip %s is %s; reserve a free host address of %s"
+                               % (host, ip_text, why, seg["subnet"]))
+        if mac in seen_macs:
+            raise InvalidInput("%s: mac %s is reserved twice; a MAC gets one address" % (what, mac))
+        if ip in seen_ips:
+            raise InvalidInput("%s: ip %s is reserved for both %s and %s; give each MAC its own address"
+                               % (what, _ipv4_text(ip), seen_ips[ip], mac))
+        seen_macs.add(mac)
+        seen_ips[ip] = mac
+        hostname = raw.get("hostname")
+        if hostname is not None:
+            hostname = str(hostname).strip()
+            if not _HOSTNAME.match(hostname):
+                raise InvalidInput("%s: hostname %r is not a DNS label (letters, digits and '-', at most 63)"
+                                   % (host, raw.get("hostname")))
+        out.append((ip, {"mac": mac, "ip": _ipv4_text(ip), "hostname": hostname}))
+    out.sort(key=lambda pair: pair[0])
+    return [h for _ip, h in out]
+
+
+def normalize_segment(raw, partial=False):
+    """One segment as the module works with it: defaults filled, addresses and MACs in
+    canonical form, reservations sorted by address. ``partial`` (state deleted) only needs
+    the id. Raises InvalidInput naming the segment and the field."""
+    if not isinstance(raw, dict):
+        raise InvalidInput("each DHCP segment must be a dict with id, interface, subnet, gateway, hosts; not %r" % (raw,))
+    unknown = set(raw) - set(SEGMENT_FIELDS)
+    if unknown:
+        raise InvalidInput("DHCP segment %s: unknown field(s) %s" % (raw.get("id"), ", ".join(sorted(unknown))))
+    seg_id = _segment_id(raw)
+    what = "DHCP segment %d" % seg_id
+    if partial:
+        return {"id": seg_id}
+    interface = raw.get("interface")
+    interface = interface_name(seg_id) if interface in (None, "") else str(interface)
+    if not _IFNAME.match(interface):
+        raise InvalidInput("%s: interface %r is not a usable interface name (1-%d characters, no '/' or spaces)"
+                           % (what, interface, IFNAMSIZ))
+    if raw.get("subnet") in (None, ""):
+        raise InvalidInput("%s: subnet is required (the segment's private CIDR, e.g. 10.0.10.0/24)" % what)
+    network = addressing.parse_network(raw["subnet"], "%s: subnet" % what)
+    if network.prefixlen > 30:
+        raise InvalidInput("%s: subnet %s leaves no address for an instance beside the gateway; use /30 or wider"
+                           % (what, network))
+    seg = {"id": seg_id, "interface": interface, "subnet": str(network.cidr)}
+    if raw.get("gateway") in (None, ""):
+        raise InvalidInput("%s: gateway is required (the CC's address on the segment, e.g. %s)"
+                           % (what, addressing.gateway(network)))
+    gateway = addressing.parse_address(raw["gateway"], "%s: gateway" % what)
+    if not network.first < int(gateway) < network.last:
+        raise InvalidInput("%s: gateway %s is not a host address of its subnet %s" % (what, gateway, network))
+    seg["gateway"] = str(gateway)
+    servers = raw.get("dns_servers") or []
+    if isinstance(servers, str):
+        servers = [servers]
+    seg["dns_servers"] = [str(addressing.parse_address(s, "%s: dns_servers entry" % what)) for s in servers]
+    domain = raw.get("domain")
+    if domain not in (None, ""):
+        domain = str(domain).strip().rstrip(".")
+        if not _DOMAIN.match(domain):
+            raise InvalidInput("%s: domain %r is not a DNS domain name" % (what, raw.get("domain")))
+        seg["domain"] = domain
+    else:
+        seg["domain"] = None
+    lease = str(raw.get("lease_time") or DEFAULT_LEASE_TIME).strip()
+    if not _LEASE_TIME.match(lease):
+        raise InvalidInput("%s: lease_time %r is not a dnsmasq lease time (seconds, or 45m, 1h, 2d, 1w, infinite)"
+                           % (what, raw.get("lease_time")))
+    seconds = lease_seconds(lease)
+    if seconds is not None and seconds < MIN_LEASE_SECONDS:
+        raise InvalidInput("%s: lease_time %s is shorter than dnsmasq's minimum of 2 minutes" % (what, lease))
+    seg["lease_time"] = lease
+    seg["hosts"] = _normalize_hosts(seg, what, network, int(gateway), raw.get("hosts"))
+    return seg
+
+
+def check_segments(segments):
+    """Rules across segments, for the set dnsmasq will serve: one segment per interface,
+    subnets that do not overlap, every MAC and address reserved once. Linear in the number
+    of reservations (plus a sort of the subnets)."""
+    interfaces = {}
+    macs = {}
+    ips = {}
+    spans = []
+    for seg in segments:
+        if "subnet" not in seg:  # a partial item (state deleted) has nothing else to check
+            continue
+        other = interfaces.setdefault(seg["interface"], seg["id"])
+        if other != seg["id"]:
+            raise InvalidInput("DHCP segments %s and %s are both on interface %s; each segment has its own bridge"
+                               % (other, seg["id"], seg["interface"]))
+        network = addressing.netaddr.IPNetwork(seg["subnet"])
+        spans.append((network.first, network.last, seg["id"], seg["subnet"]))
+        for host in seg["hosts"]:
+            other = macs.setdefault(host["mac"], seg["id"])
+            if other != seg["id"]:
+                raise InvalidInput("mac %s is reserved in DHCP segments %s and %s; an instance NIC is on one segment"
+                                   % (host["mac"], other, seg["id"]))
+            other = ips.setdefault(host["ip"], seg["id"])
+            if other != seg["id"]:
+                raise InvalidInput("ip %s is reserved in DHCP segments %s and %s" % (host["ip"], other, seg["id"]))
+    spans.sort()
+    for prev, cur in zip(spans, spans[1:]):
+        if cur[0] <= prev[1]:
+            raise InvalidInput("DHCP segments %s (%s) and %s (%s) have overlapping subnets; dnsmasq could not "
+                               "tell which one a request belongs to" % (prev[2], prev[3], cur[2], cur[3]))
+
+
+def render_conf(segments, state_dir, max_leases=DEFAULT_MAX_LEASES, user=None):
+    """The dnsmasq configuration file serving ``segments`` (normalized, sorted by id)."""
+    path = os.path.join
+    lines = [
+        HEADER,
+        # DHCP only: DNS stays with whatever the cloud uses
+        "port=0",
+        "no-resolv",
+        "no-hosts",
+        "except-interface=lo",
+        "dhcp-authoritative",
+        "dhcp-lease-max=%d" % max_leases,
+        "dhcp-leasefile=%s" % path(state_dir, LEASE_FILE),
+        "dhcp-hostsfile=%s" % path(state_dir, HOSTS_FILE),
+        "pid-file=%s" % path(state_dir, PID_FILE),
+        "log-facility=%s" % path(state_dir, LOG_FILE),
+    ]
+    if user:
+        lines.append("user=%s" % user)
+    for seg in segments:
+        network = addressing.netaddr.IPNetwork(seg["subnet"])
+        name = tag(seg["id"])
+        lines.append("%s%d" % (SEGMENT_MARK, seg["id"]))
+        lines.append("interface=%s" % seg["interface"])
+        lines.append("dhcp-range=set:%s,%s,static,%s,%s" % (name, network.network, network.netmask, seg["lease_time"]))
+        lines.append("dhcp-option=tag:%s,option:router,%s" % (name, seg["gateway"]))
+        if seg["dns_servers"]:
+            lines.append("dhcp-option=tag:%s,option:dns-server,%s" % (name, ",".join(seg["dns_servers"])))
+        if seg["domain"]:
+            lines.append("dhcp-option=tag:%s,option:domain-name,%s" % (name, seg["domain"]))
+    return "\n".join(lines) + "\n"
+
+
+def render_hosts(segments):
+    """The reservations file (dhcp-hostsfile syntax), grouped by segment."""
+    lines = [HEADER]
+    for seg in segments:
+        lines.append("%s%d" % (SEGMENT_MARK, seg["id"]))
+        for host in seg["hosts"]:
+            if host["hostname"]:
+                lines.append("%s,%s,%s" % (host["mac"], host["ip"], host["hostname"]))
+            else:
+                lines.append("%s,%s" % (host["mac"], host["ip"]))
+    return "\n".join(lines) + "\n"
+
+
+def _segment_mark(line):
+    if line.startswith(SEGMENT_MARK):
+        try:
+            return int(line[len(SEGMENT_MARK):])
+        except ValueError:
+            return None
+    return None
+
+
+def parse_files(conf_text, hosts_text):
+    """The segments that our configuration and hosts files describe (the inverse of the
+    renderers). Lenient: what it cannot read is left out, and because apply compares the
+    files' text with the rendered text, anything edited by hand gets rewritten."""
+    segments = {}
+    current = None
+    for line in (conf_text or "").splitlines():
+        mark = _segment_mark(line)
+        if mark is not None:
+            current = segments.setdefault(mark, {
+                "id": mark, "interface": None, "subnet": None, "gateway": None, "dns_servers": [],
+                "domain": None, "lease_time": None, "hosts": [],
+            })
+            continue
+        if current is None or "=" not in line:
+            continue
+        name, value = line.split("=", 1)
+        if name == "interface":
+            current["interface"] = value
+        elif name == "dhcp-range":
+            parts = value.split(",")
+            if len(parts) == 5 and parts[2] == "static":
+                try:
+                    network = addressing.netaddr.IPNetwork("%s/%s" % (parts[1], parts[3]))
+                    current["subnet"] = str(network.cidr)
+                except (addressing.netaddr.AddrFormatError, ValueError):
+                    pass
+                current["lease_time"] = parts[4]
+        elif name == "dhcp-option":
+            parts = value.split(",")
+            if len(parts) >= 3:
+                option = parts[1]
+                if option == "option:router":
+                    current["gateway"] = parts[2]
+                elif option == "option:dns-server":
+                    current["dns_servers"] = parts[2:]
+                elif option == "option:domain-name":
+                    current["domain"] = parts[2]
+    current = None
+    for line in (hosts_text or "").splitlines():
+        mark = _segment_mark(line)
+        if mark is not None:
+            current = segments.get(mark)
+            continue
+        if current is None or not line or line.startswith("#"):
+            continue
+        parts = line.split(",")
+        if len(parts) in (2, 3):
+            current["hosts"].append({"mac": parts[0], "ip": parts[1], "hostname": parts[2] if len(parts) == 3 else None})
+    return [segments[k] for k in sorted(segments)]
+
+
+def _read(path):
+    try:
+        with open(path) as handle:
+            return handle.read()
+    except (IOError, OSError) as exc:
+        if exc.errno == errno.ENOENT:
+            return None
+        raise EucaError("cannot read %s: %s" % (path, exc))
+
+
+def _namespace_inode(namespace):
+    path = os.path.join(NETNS_DIR, namespace) if namespace else "/proc/self/ns/net"
+    try:
+        return os.stat(path).st_ino
+    except OSError:
+        return None
+
+
+def _alive(pid):
+    """True while pid exists and is not a zombie (a zombie has let go of its sockets)."""
+    try:
+        with open("/proc/%d/stat" % pid) as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (IOError, OSError, IndexError):
+        return False
+
+
+class Dhcp(Resource):
+    """The DHCP configuration of one CC: every segment's range, options and reservations,
+    served by one dnsmasq whose files live in ``state_dir``."""
+
+    noun = "DHCP segment"
+    key = "id"
+    # reservations come from the ledger: an older job must not roll back a newer one
+    generations = True
+
+    def __init__(self, state_dir=DEFAULT_STATE_DIR, namespace=None, dnsmasq="dnsmasq", user=None,
+                 max_leases=DEFAULT_MAX_LEASES, partial=False, generation=None, stop_timeout=10.0):
+        self.state_dir = os.path.abspath(state_dir or DEFAULT_STATE_DIR)
+        self.namespace = namespace
+        self.dnsmasq = dnsmasq or "dnsmasq"
+        self.user = user
+        self.max_leases = DEFAULT_MAX_LEASES if max_leases is None else int(max_leases)
+        if self.max_leases < 1:
+            raise InvalidInput("max_leases must be at least 1, not %d" % self.max_leases)
+        if user is not None and not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", user):
+            raise InvalidInput("user %r is not a user name" % (user,))
+        # state deleted names segments by id only
+        self.partial = partial
+        # the ledger generation this run applies (converge() is given the same one)
+        self.generation = generation
+        self.stop_timeout = stop_timeout
+        # what gather found: file texts by name, the generation and our dnsmasq's pid
+        self.files = {}
+        self.applied_generation = None
+        self.pid = None
+        self.action = NOTHING
+
+    # ------------------------------------------------------------------ paths
+    def path(self, name):
+        """Absolute path of one of our files."""
+        return os.path.join(self.state_dir, name)
+
+    @property
+    def conf_path(self):
+        """The configuration file dnsmasq is started with (the whole command line)."""
+        return self.path(CONF_FILE)
+
+    def command(self):
+        """dnsmasq's complete command line: nothing per segment on it (Hack1)."""
+        return [self.dnsmasq, "--conf-file=%s" % self.conf_path]
+
+    # ------------------------------------------------------------------ validate
+    def validate(self, items):
+        segments = [normalize_segment(raw, partial=self.partial) for raw in items]
+        seen = set()
+        for seg in segments:
+            if seg["id"] in seen:
+                raise InvalidInput("DHCP segment %d is given twice" % seg["id"])
+            seen.add(seg["id"])
+        check_segments(segments)
+        return sorted(segments, key=lambda s: s["id"])
+
+    # ------------------------------------------------------------------ gather
+    def gather(self):
+        self.files = dict((name, _read(self.path(name))) for name in (CONF_FILE, HOSTS_FILE, GENERATION_FILE))
+        generation = (self.files[GENERATION_FILE] or "").strip()
+        self.applied_generation = int(generation) if generation.isdigit() else None
+        self.pid = self.running_pid()
+        segments = []
+        for seg in parse_files(self.files[CONF_FILE], self.files[HOSTS_FILE]):
+            try:
+                segments.append(normalize_segment(seg))
+            except InvalidInput:
+                # edited by hand beyond repair: not ours any more; the rewrite drops it
+                continue
+        return segments, self.applied_generation
+
+    def running_pid(self):
+        """The pid of our dnsmasq (from our pid file), or None when it is not running.
+
+        The pid counts only when /proc/<pid>/cmdline is dnsmasq with our configuration
+        file; a stale pid file (a reused pid) is ignored, never signalled. Our dnsmasq in
+        another network namespace is a Conflict: two cannot serve from one state_dir."""
+        text = _read(self.path(PID_FILE))
+        if not text or not text.strip().isdigit():
+            return None
+        pid = int(text.strip())
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                argv = handle.read().decode("utf-8", "replace").split("\0")
+        except (IOError, OSError):
+            return None
+        program = os.path.basename(argv[0]) if argv else None
+        if program not in ("dnsmasq", os.path.basename(self.dnsmasq)) or "--conf-file=%s" % self.conf_path not in argv[1:]:
+            return None
+        if not _alive(pid):
+            return None
+        try:
+            inode = os.stat("/proc/%d/ns/net" % pid).st_ino
+        except OSError:
+            return None
+        if inode != _namespace_inode(self.namespace):
+            raise Conflict(
+                "dnsmasq pid %d serves %s from another network namespace than %s; stop it or use another state_dir"
+                % (pid, self.state_dir, self.namespace or "the host's")
+            )
+        return pid
+
+    # ------------------------------------------------------------------ plan
+    def _decide(self, after):
+        """(files to write {name: text}, files to remove, daemon action): the one decision
+        that both plan (to show) and apply (to do) use."""
+        generation = self.applied_generation if self.generation is None else self.generation
+        if not after:
+            remove = [name for name in OWN_FILES if os.path.lexists(self.path(name))]
+            return {}, remove, (STOP if self.pid else NOTHING)
+        wanted = {
+            CONF_FILE: render_conf(after, self.state_dir, self.max_leases, self.user),
+            HOSTS_FILE: render_hosts(after),
+        }
+        writes = dict((name, text) for name, text in wanted.items() if self.files.get(name) != text)
+        if not self.pid:
+            action = START
+        elif CONF_FILE in writes:
+            action = RESTART
+        elif HOSTS_FILE in writes:
+            action = RELOAD
+        else:
+            action = NOTHING
+        if generation is not None and generation != self.applied_generation:
+            writes[GENERATION_FILE] = "%d\n" % generation
+        return writes, [], action
+
+    def plan(self, before, after, force=False):
+        check_segments(after)
+        if after:
+            self._check_readable()
+        # ``force`` (same items, newer ledger generation) needs nothing of its own: the
+        # generation to record is known from the constructor, so _decide already writes it.
+        writes, remove, action = self._decide(after)
+        commands = []
+        for name in (HOSTS_FILE, CONF_FILE, GENERATION_FILE):
+            if name in writes:
+                commands.append("write %s" % self.path(name))
+        commands.extend("remove %s" % self.path(name) for name in remove)
+        argv = " ".join(self.command())
+        if action == START:
+            commands.append("start %s" % argv)
+        elif action == RESTART:
+            commands.append("restart dnsmasq (pid %d): segments, ranges or options changed" % self.pid)
+        elif action == RELOAD:
+            commands.append("reload dnsmasq (SIGHUP pid %d): reservations changed" % self.pid)
+        elif action == STOP:
+            commands.append("stop dnsmasq (pid %d)" % self.pid)
+        self.action = action
+        return commands
+
+    def _check_readable(self):
+        """dnsmasq drops root and re-reads the hosts file as that user on SIGHUP: refuse a
+        state_dir it could not reach (it would run, log 'Permission denied' and serve nothing)."""
+        if self.user == "root":
+            return
+        path = self.state_dir
+        while True:
+            if os.path.exists(path):
+                mode = os.stat(path).st_mode
+                if not mode & stat.S_IXOTH:
+                    raise InvalidInput(
+                        "dnsmasq drops root privileges to %s and could not reach %s: %s is not searchable by others "
+                        "(chmod o+x it, choose another state_dir, or set user: root)"
+                        % (self.user or "its default user", self.state_dir, path)
+                    )
+            parent = os.path.dirname(path)
+            if parent == path:
+                return
+            path = parent
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, plan, after, generation):
+        writes, remove, action = self._decide(after)
+        if action == STOP:
+            self._stop(self.pid)
+        for name in remove:
+            try:
+                os.unlink(self.path(name))
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise EucaError("cannot remove %s: %s" % (self.path(name), exc))
+        if not after:
+            self.pid = None
+            return
+        self._makedirs()
+        staged = {}
+        try:
+            for name, text in writes.items():
+                staged[name] = self._stage(name, text)
+            if CONF_FILE in staged:
+                # a configuration dnsmasq cannot parse must never replace one it can
+                run([self.dnsmasq, "--test", "--conf-file=%s" % staged[CONF_FILE]], namespace=self.namespace)
+            for name in (HOSTS_FILE, CONF_FILE):
+                if name in staged:
+                    os.rename(staged.pop(name), self.path(name))
+            if action == RESTART:
+                self._stop(self.pid)
+                self._start()
+            elif action == START:
+                self._start()
+            elif action == RELOAD:
+                os.kill(self.pid, signal.SIGHUP)
+            # recorded last: the generation names what is in force
+            if GENERATION_FILE in staged:
+                os.rename(staged.pop(GENERATION_FILE), self.path(GENERATION_FILE))
+        finally:
+            for tmp in staged.values():
+                _unlink_quietly(tmp)
+
+    def _makedirs(self):
+        if not os.path.isdir(self.state_dir):
+            try:
+                os.makedirs(self.state_dir, 0o755)
+                # whatever the umask: dnsmasq's unprivileged user must reach the files
+                os.chmod(self.state_dir, 0o755)
+            except OSError as exc:
+                raise EucaError("cannot create state_dir %s: %s" % (self.state_dir, exc))
+
+    def _stage(self, name, text):
+        """Write ``text`` beside ``name`` (same directory, so the rename is atomic)."""
+        tmp = self.path(".%s.new" % name)
+        try:
+            with open(tmp, "w") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+            # dnsmasq reads the files as an unprivileged user
+            os.chmod(tmp, 0o644)
+        except (IOError, OSError) as exc:
+            _unlink_quietly(tmp)
+            raise EucaError("cannot write %s: %s" % (tmp, exc))
+        return tmp
+
+    def _start(self):
+        # dnsmasq forks and its parent exits only once the daemon is up, with a non-zero
+        # status (and the reason on stderr) when it could not start, e.g. port 67 in use.
+        try:
+            run(self.command(), namespace=self.namespace)
+        except CommandFailed as exc:
+            raise CommandFailed("dnsmasq did not start: %s (see %s)" % (exc.msg, self.path(LOG_FILE)))
+        self.pid = self.running_pid()
+
+    def _stop(self, pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.time() + self.stop_timeout
+        while _alive(pid):
+            if time.time() > deadline:
+                raise EucaError("dnsmasq pid %d did not exit within %ss of SIGTERM; see %s"
+                                % (pid, self.stop_timeout, self.path(LOG_FILE)))
+            time.sleep(0.005)
+
+    # ------------------------------------------------------------------ render
+    def render(self, items, generation):
+        return {
+            self.conf_path: render_conf(items, self.state_dir, self.max_leases, self.user),
+            self.path(HOSTS_FILE): render_hosts(items),
+        }
+
+
+def _unlink_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
