@@ -1,0 +1,686 @@
+# -*- coding: utf-8 -*-
+# Copyright: euca.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Tenant segments: a bridge per security group with its uplink (ARCHITECTURE §5).
+
+A segment is a Linux bridge (``eubr-<id>`` by default) and, depending on its mode, an uplink
+port on it:
+
+- ``vlan``: the 802.1Q sub-interface ``<trunk>.<id>`` of a trunk NIC (Eucalyptus MANAGED);
+- ``vxlan``: ``vxlan<id>`` with VNI ``id``, flooding to a list of peer VTEPs by head-end
+  replication (all-zero FDB entries, no learning) or to a multicast group;
+- ``flat``: no uplink (MANAGED-NOVLAN: isolation comes from filtering only).
+
+The CC side carries the segment's gateway address on the bridge.
+
+What is ours: bridges whose alias is ``euca.cloud/segment/<id>`` (set on every link we
+create, so custom bridge names are recognised) or that are named ``eubr-<id>``, their
+vlan/vxlan ports with the segment's tag, and uplinks carrying our alias. Nothing else is
+ever changed; a link of someone else's that stands in the way is reported, not replaced.
+
+Plans are lists of commands; consecutive commands of one program run as one batch
+(``ip -batch -``, ``sysctl -p``, ``bridge -batch -``), so an apply is a handful of
+processes whatever the number of segments.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import re
+
+from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput
+from ansible_collections.euca.cloud.plugins.module_utils.net.config import Resource
+from ansible_collections.euca.cloud.plugins.module_utils.process import CommandFailed, run
+
+try:
+    import netaddr
+
+    HAS_NETADDR = True
+    NETADDR_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - depends on the host
+    netaddr = None
+    HAS_NETADDR = False
+    NETADDR_IMPORT_ERROR = exc
+
+MODES = ("vlan", "vxlan", "flat")
+VLAN_MAX = 4094
+VNI_MAX = 16777215
+DEFAULT_VXLAN_PORT = 4789
+# 1500 minus the VXLAN/UDP/IPv4/Ethernet overhead (50 bytes): instances never fragment.
+DEFAULT_VXLAN_MTU = 1450
+IFNAMSIZ = 15
+ALIAS = "euca.cloud/segment/%d"
+UPLINK_ALIAS = "euca.cloud/segment/%d/uplink"
+ZERO_MAC = "00:00:00:00:00:00"
+
+_ALIAS_RE = re.compile(r"^euca\.cloud/segment/([0-9]+)$")
+_UPLINK_ALIAS_RE = re.compile(r"^euca\.cloud/segment/([0-9]+)/uplink$")
+_DEFAULT_BRIDGE_RE = re.compile(r"^eubr-([1-9][0-9]*)$")
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+COMMON_FIELDS = ("id", "mode", "bridge", "gateway", "mtu")
+MODE_FIELDS = {"flat": (), "vlan": ("trunk",), "vxlan": ("local", "dev", "port", "peers", "group")}
+ALL_FIELDS = set(COMMON_FIELDS) | set(f for fields in MODE_FIELDS.values() for f in fields)
+DEFAULT_KEYS = ("mode", "trunk", "vxlan_local", "vxlan_dev", "vxlan_port", "vxlan_peers", "vxlan_group")
+
+# Programs a plan may use and how each one's consecutive commands are batched.
+TOOLS = ("ip", "sysctl", "bridge")
+
+
+def _require_netaddr():
+    if not HAS_NETADDR:
+        raise EucaError("the python library netaddr is required on this host: pip install netaddr")
+
+
+def bridge_name(segment_id):
+    """The default bridge of a segment (``eubr-<id>``), the same on every CC and NC."""
+    return "eubr-%d" % segment_id
+
+
+def uplink_name(item):
+    """The uplink link of a normalized segment item, or None for a flat segment."""
+    if item["mode"] == "vlan":
+        return "%s.%d" % (item["trunk"], item["id"])
+    if item["mode"] == "vxlan":
+        return "vxlan%d" % item["id"]
+    return None
+
+
+# ---------------------------------------------------------------- validation
+def _ifname(value, what):
+    text = str(value)
+    if len(text) > IFNAMSIZ or not _IFNAME_RE.match(text) or text in (".", ".."):
+        raise InvalidInput(
+            "%s %r is not a usable interface name (1-%d characters: letters, digits, '_', '-', '.')"
+            % (what, text, IFNAMSIZ))
+    return text
+
+
+def _int(value, what):
+    if isinstance(value, bool):
+        raise InvalidInput("%s must be an integer, not %r" % (what, value))
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise InvalidInput("%s must be an integer, not %r" % (what, value))
+
+
+def _address(value, what, version=None):
+    _require_netaddr()
+    try:
+        address = netaddr.IPAddress(str(value).strip())
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        raise InvalidInput("%s %r is not an IP address" % (what, value))
+    if version is not None and address.version != version:
+        raise InvalidInput("%s %s is IPv%d but the VXLAN local address is IPv%d" % (what, value, address.version, version))
+    return address
+
+
+def _gateway(value, what):
+    """The gateway as a normalized IPv4 host CIDR (``10.128.0.1/27``)."""
+    _require_netaddr()
+    text = str(value).strip()
+    try:
+        network = netaddr.IPNetwork(text)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        network = None
+    if network is None or "/" not in text or network.version != 4:
+        raise InvalidInput("%s %r is not an IPv4 address with its prefix length (expected e.g. 10.128.0.1/27)"
+                           % (what, value))
+    if network.prefixlen <= 30 and network.ip in (network.network, network.broadcast):
+        raise InvalidInput("%s %s is the %s address of %s; give a host address such as %s/%d"
+                           % (what, text, "network" if network.ip == network.network else "broadcast",
+                              network.cidr, netaddr.IPAddress(network.first + 1), network.prefixlen))
+    return "%s/%d" % (network.ip, network.prefixlen)
+
+
+def _id_range(mode):
+    return VLAN_MAX if mode == "vlan" else VNI_MAX
+
+
+def normalize(item, defaults=None):
+    """One segment item, checked and completed with the module-level ``defaults``.
+
+    Returns a dict holding exactly the fields of its mode (see ``COMMON_FIELDS`` and
+    ``MODE_FIELDS``); raises InvalidInput naming the segment and the fix.
+    """
+    defaults = defaults or {}
+    if not isinstance(item, dict):
+        raise InvalidInput("each segment must be a dict with at least an id, not %r" % (item,))
+    unknown = sorted(set(item) - ALL_FIELDS)
+    if unknown:
+        raise InvalidInput("segment %s: unknown option(s) %s; segments take %s"
+                           % (item.get("id"), ", ".join(unknown), ", ".join(sorted(ALL_FIELDS))))
+    if item.get("id") is None:
+        raise InvalidInput("every segment needs an id (its VLAN tag or VXLAN network id)")
+    seg_id = _int(item["id"], "segment id")
+    mode = item.get("mode") or defaults.get("mode") or "vlan"
+    if mode not in MODES:
+        raise InvalidInput("segment %d: mode must be one of %s, not %r" % (seg_id, ", ".join(MODES), mode))
+    label = "segment %d (%s)" % (seg_id, mode)
+    if mode == "vlan" and seg_id in (0, 4095):
+        raise InvalidInput("%s: 802.1Q tags 0 and 4095 are reserved; use a tag from 1 to %d" % (label, VLAN_MAX))
+    if not 1 <= seg_id <= _id_range(mode):
+        raise InvalidInput("%s: id must be from 1 to %d (%s)" % (
+            label, _id_range(mode), "802.1Q tag" if mode == "vlan" else "VXLAN network id range"))
+    for field in sorted(ALL_FIELDS - set(COMMON_FIELDS) - set(MODE_FIELDS[mode])):
+        if item.get(field) is not None:
+            raise InvalidInput("%s: %s applies to %s segments only" % (
+                label, field, " and ".join(m for m in MODES if field in MODE_FIELDS[m])))
+
+    out = {"id": seg_id, "mode": mode}
+    out["bridge"] = _ifname(item.get("bridge") or bridge_name(seg_id), "%s: bridge" % label)
+    gateway = item.get("gateway")
+    out["gateway"] = _gateway(gateway, "%s: gateway" % label) if gateway not in (None, "") else None
+    mtu = item.get("mtu")
+    if mtu is None and mode == "vxlan":
+        mtu = DEFAULT_VXLAN_MTU
+    if mtu is not None:
+        mtu = _int(mtu, "%s: mtu" % label)
+        if not 68 <= mtu <= 65535:
+            raise InvalidInput("%s: mtu %d is out of range (68 to 65535)" % (label, mtu))
+    out["mtu"] = mtu
+
+    if mode == "vlan":
+        trunk = item.get("trunk") or defaults.get("trunk")
+        if not trunk:
+            raise InvalidInput("%s: no trunk NIC; set trunk on the segment or the module's trunk option" % label)
+        out["trunk"] = _ifname(trunk, "%s: trunk" % label)
+        if len(uplink_name(out)) > IFNAMSIZ:
+            raise InvalidInput("%s: the uplink name %s is longer than %d characters; use a shorter trunk name"
+                               % (label, uplink_name(out), IFNAMSIZ))
+    elif mode == "vxlan":
+        local = item.get("local") or defaults.get("vxlan_local")
+        if not local:
+            raise InvalidInput("%s: no local VTEP address; set local on the segment or the module's vxlan_local"
+                               % label)
+        local = _address(local, "%s: local" % label)
+        if local.is_multicast() or local.value == 0:
+            raise InvalidInput("%s: local %s must be a unicast address of this host" % (label, local))
+        out["local"] = str(local)
+        dev = item.get("dev") or defaults.get("vxlan_dev")
+        out["dev"] = _ifname(dev, "%s: dev" % label) if dev else None
+        port = item.get("port") or defaults.get("vxlan_port") or DEFAULT_VXLAN_PORT
+        port = _int(port, "%s: port" % label)
+        if not 1 <= port <= 65535:
+            raise InvalidInput("%s: port %d is out of range (1 to 65535)" % (label, port))
+        out["port"] = port
+        peers = item.get("peers")
+        group = item.get("group")
+        if peers is None and group is None:
+            peers, group = defaults.get("vxlan_peers"), defaults.get("vxlan_group")
+        if peers and group:
+            raise InvalidInput("%s: give either peers (head-end replication) or a multicast group, not both" % label)
+        if group:
+            group = _address(group, "%s: group" % label, local.version)
+            if not group.is_multicast():
+                raise InvalidInput("%s: group %s is not a multicast address; list unicast VTEPs in peers instead"
+                                   % (label, group))
+            if not out["dev"]:
+                raise InvalidInput("%s: a multicast group needs the underlay device; set dev or vxlan_dev" % label)
+            out["group"] = str(group)
+        else:
+            out["group"] = None
+        if isinstance(peers, str):
+            peers = [peers]
+        seen = set()
+        for peer in peers or []:
+            address = _address(peer, "%s: peer" % label, local.version)
+            if address.is_multicast() or address == local:
+                raise InvalidInput("%s: peer %s must be another host's unicast VTEP address" % (label, address))
+            seen.add(address)
+        out["peers"] = [str(a) for a in sorted(seen)]
+    return out
+
+
+def check_names(items):
+    """Refuse two segments sharing a link name (bridge or uplink); ``items`` are normalized."""
+    owner = {}
+    for item in items:
+        for kind, name in (("bridge", item["bridge"]), ("uplink", uplink_name(item))):
+            if name is None:
+                continue
+            if name in owner:
+                other_id, other_kind = owner[name]
+                raise InvalidInput("segments %d and %d both use %s as their %s; give one of them another bridge name"
+                                   % (other_id, item["id"], name, "bridge" if "bridge" in (kind, other_kind) else kind))
+            owner[name] = (item["id"], kind)
+
+
+# ---------------------------------------------------------------- commands
+def _sysctl_name(dev):
+    # sysctl separates keys with dots, so a dot in a link name (trunk.10) is written as '/'.
+    return dev.replace(".", "/")
+
+
+def _uplink_spec(item):
+    """How the uplink of ``item`` is created; two equal specs mean the link need not change."""
+    if item["mode"] == "vlan":
+        return ("vlan", uplink_name(item), item["trunk"], item["id"])
+    if item["mode"] == "vxlan":
+        # head-end replication floods to every peer and learns nothing; multicast learns.
+        return ("vxlan", uplink_name(item), item["id"], item["local"], item["dev"], item["port"], item["group"],
+                item["group"] is not None, None)
+    return None
+
+
+def _uplink_add(item):
+    name = uplink_name(item)
+    if item["mode"] == "vlan":
+        return "ip link add link %s name %s type vlan id %d" % (item["trunk"], name, item["id"])
+    words = ["ip link add name", name, "type vxlan id", str(item["id"]), "local", item["local"]]
+    if item["group"]:
+        words += ["group", item["group"]]
+    if item["dev"]:
+        words += ["dev", item["dev"]]
+    words += ["dstport", str(item["port"])]
+    if not item["group"]:
+        words.append("nolearning")
+    return " ".join(words)
+
+
+def _fdb(op, dev, peer):
+    return "bridge fdb %s %s dev %s dst %s" % (op, ZERO_MAC, dev, peer)
+
+
+class _Plan:
+    """Commands collected by phase, so a batch never needs a link before it exists."""
+
+    def __init__(self):
+        self.remove = []      # ip: uplinks, then bridges
+        self.unaddress = []   # ip: addresses that go away
+        self.create = []      # ip: new links, down
+        self.quiet = []       # sysctl: no IPv6 on new links (see SegmentSet.plan)
+        self.configure = []   # ip: alias, mtu, master, up
+        self.address = []     # ip: gateways
+        self.fdb = []         # bridge: VXLAN flood lists
+
+    def commands(self):
+        return self.remove + self.unaddress + self.create + self.quiet + self.configure + self.address + self.fdb
+
+    def new_link(self, line, name):
+        self.create.append(line)
+        self.quiet.append("sysctl -w net.ipv6.conf.%s.disable_ipv6=1" % _sysctl_name(name))
+
+    def new_segment(self, item):
+        """Every command that builds ``item`` from nothing."""
+        bridge, mtu = item["bridge"], item["mtu"]
+        self.new_link("ip link add name %s type bridge" % bridge, bridge)
+        # the kernel ignores an alias given at creation: it is set with the rest
+        self.configure.append("ip link set dev %s alias %s%s up" % (bridge, ALIAS % item["id"], " mtu %d" % mtu if mtu else ""))
+        if item["mode"] != "flat":
+            self.new_uplink(item)
+        if item["gateway"]:
+            self.address.append("ip address add %s dev %s" % (item["gateway"], bridge))
+
+    def new_uplink(self, item):
+        """Create, enslave and flood-list the uplink of ``item`` (its bridge exists or is created)."""
+        name = uplink_name(item)
+        self.new_link(_uplink_add(item), name)
+        self.configure.append("ip link set dev %s alias %s master %s%s up" % (
+            name, UPLINK_ALIAS % item["id"], item["bridge"], " mtu %d" % item["mtu"] if item["mtu"] else ""))
+        if item["mode"] == "vxlan":
+            self.fdb.extend(_fdb("append", name, peer) for peer in item["peers"])
+
+
+# ---------------------------------------------------------------- gathering
+def _alias_id(regex, link):
+    match = regex.match(link.get("ifalias") or "")
+    return int(match.group(1)) if match else None
+
+
+def _kind(link):
+    return (link.get("linkinfo") or {}).get("info_kind")
+
+
+def _tag(link):
+    """The VLAN id or VNI of a vlan/vxlan link."""
+    return ((link.get("linkinfo") or {}).get("info_data") or {}).get("id")
+
+
+def _live_spec(link):
+    """The uplink spec (see ``_uplink_spec``) of a gathered vlan/vxlan link."""
+    data = (link.get("linkinfo") or {}).get("info_data") or {}
+    if _kind(link) == "vlan":
+        return ("vlan", link["ifname"], link.get("link"), data.get("id"))
+    return ("vxlan", link["ifname"], data.get("id"), _norm_ip(data.get("local") or data.get("local6")),
+            data.get("link"), data.get("port"), _norm_ip(data.get("group") or data.get("group6")),
+            bool(data.get("learning")), data.get("remote") or data.get("remote6"))
+
+
+def _norm_ip(text):
+    return str(netaddr.IPAddress(text)) if text else None
+
+
+class _Live:
+    """What gather found for one segment (kernel facts the item itself does not show)."""
+
+    __slots__ = ("bridge", "uplink", "extras", "addresses", "peers")
+
+    def __init__(self, bridge):
+        self.bridge = bridge
+        self.uplink = None
+        self.extras = []
+        self.addresses = []
+        self.peers = []
+
+
+class SegmentSet(Resource):
+    """The segments of one host (or one network namespace of it)."""
+
+    noun = "segment"
+    key = "id"
+
+    def __init__(self, namespace=None, defaults=None, state="merged"):
+        self.namespace = namespace
+        self.defaults = dict((k, (defaults or {}).get(k)) for k in DEFAULT_KEYS)
+        self.state = state
+        self.links = None      # name -> link, from gather; None until gathered
+        self.live = {}         # segment id -> _Live
+        self.orphans = []      # names of our uplinks that lost their bridge
+        self.vxlans = {}       # name of our VXLAN uplink -> segment id
+
+    # -------------------------------------------------------------- validate
+    def validate(self, items):
+        """Normalized items (see :func:`normalize`); for ``deleted`` only the ids matter."""
+        _require_netaddr()
+        seen = set()
+        out = []
+        for item in items:
+            if self.state == "deleted":
+                if not isinstance(item, dict) or item.get("id") is None:
+                    raise InvalidInput("segments to delete are given by id, e.g. {id: 10}")
+                seg_id = _int(item["id"], "segment id")
+                if not 1 <= seg_id <= VNI_MAX:
+                    raise InvalidInput("segment id %d is out of range (1 to %d)" % (seg_id, VNI_MAX))
+                norm = {"id": seg_id}
+            else:
+                norm = normalize(item, self.defaults)
+            if norm["id"] in seen:
+                raise InvalidInput("segment %d is given twice; each id is one segment" % norm["id"])
+            seen.add(norm["id"])
+            out.append(norm)
+        if self.state != "deleted":
+            check_names(out)
+        return sorted(out, key=lambda i: i["id"])
+
+    # -------------------------------------------------------------- gather
+    def gather(self):
+        """Our segments as the kernel has them: ``(items, None)``; segments carry no generation."""
+        _require_netaddr()
+        # One dump of every link with its details and addresses; a second only for VXLAN flood lists.
+        links = json.loads(run(["ip", "-j", "-d", "address", "show"], namespace=self.namespace)[1] or "[]")
+        if self.load_links(links):
+            self.load_fdb(json.loads(run(["bridge", "-j", "fdb", "show"], namespace=self.namespace)[1] or "[]"))
+        return self.items(), None
+
+    def load_links(self, links):
+        """Take in ``ip -j -d address show`` output; True when our VXLAN uplinks need the FDB."""
+        self.links = dict((link["ifname"], link) for link in links)
+        ports = {}
+        for link in links:
+            if link.get("master"):
+                ports.setdefault(link["master"], []).append(link)
+
+        bridges = {}
+        for link in links:
+            if _kind(link) != "bridge":
+                continue
+            seg_id = _alias_id(_ALIAS_RE, link)
+            if seg_id is not None:
+                bridges[seg_id] = link
+        for link in links:
+            # a bridge named like ours counts unless another one carries that id in its alias
+            match = _DEFAULT_BRIDGE_RE.match(link["ifname"])
+            if match and _kind(link) == "bridge" and not link.get("ifalias") and int(match.group(1)) not in bridges:
+                bridges[int(match.group(1))] = link
+
+        self.live = {}
+        self.vxlans = {}
+        claimed = set()
+        for seg_id, bridge in bridges.items():
+            live = self.live[seg_id] = _Live(bridge)
+            for port in ports.get(bridge["ifname"], []):
+                if _kind(port) not in ("vlan", "vxlan"):
+                    continue  # instance ports: never ours
+                ours = _alias_id(_UPLINK_ALIAS_RE, port) == seg_id
+                if _tag(port) == seg_id and (live.uplink is None or (ours and not live.uplink.get("ifalias"))):
+                    # one with our alias wins over an unmarked one, which stays untouched
+                    live.uplink = port
+                elif ours:
+                    live.extras.append(port["ifname"])
+                else:
+                    continue  # someone else's tunnel on our bridge: not ours to remove
+                claimed.add(port["ifname"])
+            if live.uplink is not None and _kind(live.uplink) == "vxlan":
+                self.vxlans[live.uplink["ifname"]] = seg_id
+            live.addresses = [
+                "%s/%d" % (a["local"], a["prefixlen"]) for a in bridge.get("addr_info", [])
+                if a.get("family") == "inet" and a.get("scope") == "global"
+            ]
+        self.orphans = sorted(
+            link["ifname"] for link in links
+            if _kind(link) in ("vlan", "vxlan") and link["ifname"] not in claimed
+            and _alias_id(_UPLINK_ALIAS_RE, link) is not None
+        )
+        return bool(self.vxlans)
+
+    def load_fdb(self, fdb):
+        """Take in ``bridge -j fdb show`` output: the flood lists (peers) of our VXLAN uplinks."""
+        for entry in fdb:
+            seg_id = self.vxlans.get(entry.get("ifname"))
+            if seg_id is not None and entry.get("mac") == ZERO_MAC and entry.get("dst"):
+                self.live[seg_id].peers.append(_norm_ip(entry["dst"]))
+
+    def items(self):
+        """The gathered segments as items, by id."""
+        return [self._item(seg_id, self.live[seg_id]) for seg_id in sorted(self.live)]
+
+    def _item(self, seg_id, live):
+        bridge = live.bridge
+        item = {"id": seg_id, "mode": "flat", "bridge": bridge["ifname"],
+                "gateway": sorted(live.addresses)[0] if live.addresses else None, "mtu": bridge.get("mtu")}
+        uplink = live.uplink
+        if uplink is None:
+            return item
+        if _kind(uplink) == "vlan":
+            item["mode"] = "vlan"
+            item["trunk"] = uplink.get("link")
+            return item
+        spec = _live_spec(uplink)
+        item.update(mode="vxlan", local=spec[3], dev=spec[4], port=spec[5], group=spec[6])
+        # the group's own default entry is how multicast flooding works, not a peer
+        item["peers"] = sorted(set(p for p in live.peers if p != item["group"]), key=netaddr.IPAddress)
+        return item
+
+    # -------------------------------------------------------------- plan
+    def plan(self, before, after, force=False):
+        """The commands from ``before`` (gathered) to ``after``: removals, new links (down, no
+        IPv6), their configuration, gateways, then VXLAN flood lists. Empty when nothing differs.
+
+        IPv6 is switched off on each new link before it comes up: bringing thousands of links
+        up with IPv6 adds a multicast route per link, which the kernel inserts in time growing
+        with the number already there (4,000 segments: 40 s instead of 3 s). Segments are IPv4.
+        """
+        gathered = self.links is not None
+        links = self.links or {}
+        live = self.live if gathered else {}
+        before_by_id = dict((i["id"], i) for i in before)
+        check_names(after)
+        out = _Plan()
+        removed = set()
+
+        def remove_segment(seg_id):
+            info = live.get(seg_id)
+            if info is None:
+                return
+            for name in ([info.uplink["ifname"]] if info.uplink else []) + info.extras:
+                out.remove.append("ip link delete dev %s" % name)
+                removed.add(name)
+            out.remove.append("ip link delete dev %s" % info.bridge["ifname"])
+            removed.add(info.bridge["ifname"])
+
+        after_ids = set(i["id"] for i in after)
+        needed = set()
+        for item in after:
+            needed.update(n for n in (item["bridge"], uplink_name(item)) if n)
+        for name in self.orphans:
+            out.remove.append("ip link delete dev %s" % name)
+            removed.add(name)
+        for seg_id in sorted(before_by_id):
+            if seg_id not in after_ids:
+                remove_segment(seg_id)
+
+        creating = []
+        for item in after:
+            old = before_by_id.get(item["id"])
+            if old is None or old["bridge"] != item["bridge"]:
+                if old is not None:
+                    remove_segment(item["id"])
+                creating.append(item["bridge"])
+                if uplink_name(item):
+                    creating.append(uplink_name(item))
+                out.new_segment(item)
+                continue
+            self._plan_change(out, item, old, live[item["id"]], removed, creating)
+
+        if gathered:
+            self._check_devices(after, set(creating))
+        for name in creating:
+            link = links.get(name)
+            if link is not None and name not in removed:
+                raise Conflict("cannot create %s for a segment: a %s link of that name already exists%s and is not a "
+                               "segment's; rename or remove it, or give the segment another bridge name"
+                               % (name, _kind(link) or "network", self._where()))
+        return out.commands()
+
+    def _where(self):
+        return " in namespace %s" % self.namespace if self.namespace else ""
+
+    def _check_devices(self, after, creating):
+        """Refuse trunks and underlay devices of uplinks to create that do not exist here."""
+        for item in after:
+            if uplink_name(item) not in creating:
+                continue
+            for field in ("trunk", "dev"):
+                name = item.get(field)
+                if name and name not in self.links:
+                    raise InvalidInput("segment %d: %s %s does not exist%s (ip link show); create it or fix %s"
+                                       % (item["id"], "trunk NIC" if field == "trunk" else "underlay device", name,
+                                          self._where(), field))
+
+    def _plan_change(self, out, item, old, info, removed, creating):
+        """Commands that turn an existing segment (same bridge) into ``item``."""
+        bridge = item["bridge"]
+        sets = []
+        if info.bridge.get("ifalias") != ALIAS % item["id"]:
+            sets.append("alias %s" % (ALIAS % item["id"]))
+        if item["mtu"] and old["mtu"] != item["mtu"]:
+            sets.append("mtu %d" % item["mtu"])
+        if "UP" not in info.bridge.get("flags", []):
+            sets.append("up")
+        if sets:
+            out.configure.append("ip link set dev %s %s" % (bridge, " ".join(sets)))
+
+        for name in info.extras:
+            out.remove.append("ip link delete dev %s" % name)
+            removed.add(name)
+        want = _uplink_spec(item)
+        have = _live_spec(info.uplink) if info.uplink else None
+        if have != want:
+            if info.uplink is not None:
+                out.remove.append("ip link delete dev %s" % info.uplink["ifname"])
+                removed.add(info.uplink["ifname"])
+            if want is not None:
+                creating.append(uplink_name(item))
+                out.new_uplink(item)
+        elif want is not None:
+            uplink = info.uplink
+            sets = []
+            if uplink.get("ifalias") != UPLINK_ALIAS % item["id"]:
+                sets.append("alias %s" % (UPLINK_ALIAS % item["id"]))
+            if uplink.get("master") != bridge:
+                sets.append("master %s" % bridge)
+            if item["mtu"] and uplink.get("mtu") != item["mtu"]:
+                sets.append("mtu %d" % item["mtu"])
+            if "UP" not in uplink.get("flags", []):
+                sets.append("up")
+            if sets:
+                out.configure.append("ip link set dev %s %s" % (uplink["ifname"], " ".join(sets)))
+            if item["mode"] == "vxlan":
+                have_peers = set(old.get("peers") or [])
+                want_peers = set(item["peers"])
+                out.fdb.extend(_fdb("del", uplink["ifname"], p) for p in sorted(have_peers - want_peers))
+                out.fdb.extend(_fdb("append", uplink["ifname"], p) for p in sorted(want_peers - have_peers))
+
+        for address in sorted(info.addresses):
+            if address != item["gateway"]:
+                out.unaddress.append("ip address delete %s dev %s" % (address, bridge))
+        if item["gateway"] and item["gateway"] not in info.addresses:
+            out.address.append("ip address add %s dev %s" % (item["gateway"], bridge))
+
+    # -------------------------------------------------------------- apply
+    def apply(self, plan, after, generation):
+        """Run the plan: each run of consecutive commands of one program is one batch process."""
+        for tool, lines in batches(plan):
+            try:
+                if tool == "ip":
+                    run(["ip", "-batch", "-"], namespace=self.namespace, data="\n".join(lines) + "\n")
+                elif tool == "bridge":
+                    run(["bridge", "-batch", "-"], namespace=self.namespace, data="\n".join(lines) + "\n")
+                else:
+                    # -e: a kernel without IPv6 has no such keys, and then nothing needs switching off
+                    run(["sysctl", "-e", "-q", "-p", "/dev/stdin"], namespace=self.namespace,
+                        data="".join("%s = %s\n" % tuple(line.split("=", 1)) for line in lines))
+            except CommandFailed as exc:
+                raise _explain(exc, lines)
+
+    # -------------------------------------------------------------- render
+    def render(self, items, generation):
+        """The batches that build ``items`` on a host that has none of them (offline)."""
+        return render_batches(self.plan([], items))
+
+
+def batches(plan):
+    """``plan`` as ``[(program, [batch lines])]``: consecutive commands of a program go together."""
+    out = []
+    for command in plan:
+        tool, rest = command.split(" ", 1)
+        if tool not in TOOLS:
+            raise EucaError("internal error: a segment plan holds an unknown command %r" % command)
+        if tool == "sysctl":
+            rest = rest[len("-w "):]
+        if out and out[-1][0] == tool:
+            out[-1][1].append(rest)
+        else:
+            out.append((tool, [rest]))
+    return out
+
+
+def render_batches(plan):
+    """The plan as the text of its batches, each headed by the command that reads it."""
+    heads = {"ip": "# ip -batch -", "sysctl": "# sysctl -e -p /dev/stdin", "bridge": "# bridge -batch -"}
+    text = []
+    for tool, lines in batches(plan):
+        text.append(heads[tool])
+        if tool == "sysctl":
+            lines = ["%s = %s" % tuple(line.split("=", 1)) for line in lines]
+        text.extend(lines)
+    return "\n".join(text) + ("\n" if text else "")
+
+
+def _explain(exc, lines):
+    """A batch failure, with what the kernel is missing when that is the cause."""
+    msg = exc.msg
+    if "Unknown device type" in msg:
+        kinds = [k for k in ("vlan", "vxlan") if any(" type %s " % k in line for line in lines)]
+        if "vlan" in kinds:
+            msg += ("\nThe kernel has no 802.1Q support (CONFIG_VLAN_8021Q; try modprobe 8021q): vlan segments "
+                    "cannot be made on this host; use mode vxlan or flat.")
+        elif "vxlan" in kinds:
+            msg += "\nThe kernel has no VXLAN support (CONFIG_VXLAN; try modprobe vxlan)."
+    msg += ("\nLinks made before the failing line stay; fix the cause and run again: the module converges from "
+            "what is there.")
+    return EucaError(msg, **exc.details)
