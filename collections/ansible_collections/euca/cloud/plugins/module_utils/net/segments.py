@@ -33,16 +33,11 @@ import re
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput
 from ansible_collections.euca.cloud.plugins.module_utils.net.config import Resource
 from ansible_collections.euca.cloud.plugins.module_utils.process import CommandFailed, run
-
-try:
-    import netaddr
-
-    HAS_NETADDR = True
-    NETADDR_IMPORT_ERROR = None
-except ImportError as exc:  # pragma: no cover - depends on the host
-    netaddr = None
-    HAS_NETADDR = False
-    NETADDR_IMPORT_ERROR = exc
+from ansible_collections.euca.cloud.plugins.module_utils.ledger.addressing import (  # noqa: F401  (re-exported)
+    HAS_NETADDR,
+    NETADDR_IMPORT_ERROR,
+    netaddr,
+)
 
 MODES = ("vlan", "vxlan", "flat")
 VLAN_MAX = 4094
