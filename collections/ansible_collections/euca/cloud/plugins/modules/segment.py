@@ -224,6 +224,7 @@ from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.euca.cloud.plugins.module_utils.base import CONFIG_ARGS, ConfigModule
 from ansible_collections.euca.cloud.plugins.module_utils.net import segments
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing
 
 SEGMENT_OPTIONS = dict(
     id=dict(type="int", required=True),
@@ -255,8 +256,8 @@ class SegmentModule(ConfigModule):
 
     def __init__(self):
         super(SegmentModule, self).__init__()
-        if not segments.HAS_NETADDR:
-            self.ansible.fail_json(msg=missing_required_lib("netaddr"), exception=str(segments.NETADDR_IMPORT_ERROR))
+        if not addressing.HAS_NETADDR:
+            self.ansible.fail_json(msg=missing_required_lib("netaddr"), exception=str(addressing.NETADDR_IMPORT_ERROR))
 
     def resource(self):
         p = self.params

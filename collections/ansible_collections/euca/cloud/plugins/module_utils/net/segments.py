@@ -33,11 +33,7 @@ import re
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput
 from ansible_collections.euca.cloud.plugins.module_utils.net.config import Resource
 from ansible_collections.euca.cloud.plugins.module_utils.process import CommandFailed, run
-from ansible_collections.euca.cloud.plugins.module_utils.ledger.addressing import (  # noqa: F401  (re-exported)
-    HAS_NETADDR,
-    NETADDR_IMPORT_ERROR,
-    netaddr,
-)
+from ansible_collections.euca.cloud.plugins.module_utils.ledger.addressing import HAS_NETADDR, netaddr
 
 MODES = ("vlan", "vxlan", "flat")
 VLAN_MAX = 4094
