@@ -142,6 +142,11 @@ def test_network_converges_from_the_ledger(netns, tmp_path):
     assert tcp(outside, eip_db, 5432) is None
     # hairpin: an instance reaches another's EIP
     assert tcp(web1, eip_web, 80) == "http-" + web[0]["id"]
+    # an instance reaches its own EIP once its bridge port may send frames back where they came
+    # from (hairpin mode; the NC sets it on instance ports, as nova does)
+    assert tcp(web0, eip_web, 80) is None
+    cc.run("bridge", "link", "set", "dev", "eut-i0", "hairpin", "on")
+    assert tcp(web0, eip_web, 80) == "http-" + web[0]["id"]
     # outbound: the outside sees the EIP as the source; without an EIP, the CC's address
     assert tcp(web0, "203.0.113.1", 9000) == eip_web
     assert tcp(web1, "203.0.113.1", 9000) == "203.0.113.2"
