@@ -134,7 +134,7 @@ class ConfigModule(EucaModule):
     def run(self):
         if self.params["state"] != "rendered":
             check_namespace(self.params["namespace"])
-        resource = self.resource()
+        resource = self.converged = self.resource()
         outcome = net_config.converge(
             resource, self.params["config"], self.params["state"], check_mode=self.check_mode,
             generation=self.params.get("generation"),
@@ -144,4 +144,22 @@ class ConfigModule(EucaModule):
             outcome["diff"] = dict(
                 (side, dict((str(item[resource.key]), item) for item in outcome[side])) for side in ("before", "after")
             )
+        return outcome
+
+
+RULESET_ARGS = dict(
+    CONFIG_ARGS,
+    backend=dict(type="str", default="auto", choices=["auto", "nft", "iptables"]),
+    generation=dict(type="int"),
+)
+
+
+class RulesetModule(ConfigModule):
+    """A ConfigModule that owns a ruleset (nat, firewall): it also returns the backend used."""
+
+    argument_spec = RULESET_ARGS
+
+    def run(self):
+        outcome = super(RulesetModule, self).run()
+        outcome["backend"] = self.converged.backend
         return outcome

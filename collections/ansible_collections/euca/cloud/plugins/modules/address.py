@@ -23,16 +23,6 @@ extends_documentation_fragment:
   - euca.cloud.ledger
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership: [euca.cloud.ledger]
 options:
   public_ip:
     description: The elastic IP itself; must be in the cloud's C(public_ips) pool to be allocated.

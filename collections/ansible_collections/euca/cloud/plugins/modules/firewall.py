@@ -29,14 +29,8 @@ description:
 author:
   - euca.cloud maintainers (@euca-cloud)
 extends_documentation_fragment:
+  - euca.cloud.ruleset
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
 options:
   config:
     description:
@@ -89,22 +83,6 @@ options:
     type: str
     choices: [merged, overridden, deleted, rendered]
     default: merged
-  backend:
-    description:
-      - V(nft) uses nftables, V(iptables) uses C(iptables-restore) (for hosts without nft), V(auto) picks nft when
-        the C(nft) program works and iptables otherwise (V(rendered) with V(auto) renders nft).
-    type: str
-    choices: [auto, nft, iptables]
-    default: auto
-  generation:
-    description:
-      - The ledger generation the groups were read at. It is recorded in the ruleset; an older generation than the
-        recorded one is refused. Without it the recorded one is kept.
-    type: int
-  namespace:
-    description:
-      - Act inside this network namespace (it must exist), as the all-in-one sandbox does.
-    type: str
 """
 
 EXAMPLES = r"""
@@ -164,13 +142,13 @@ backend:
   sample: nft
 """
 
-from ansible_collections.euca.cloud.plugins.module_utils.base import CONFIG_ARGS, ConfigModule
+from ansible_collections.euca.cloud.plugins.module_utils.base import RULESET_ARGS, RulesetModule
 from ansible_collections.euca.cloud.plugins.module_utils.net.firewall import FirewallResource
 
 
-class FirewallModule(ConfigModule):
+class FirewallModule(RulesetModule):
     argument_spec = dict(
-        CONFIG_ARGS,
+        RULESET_ARGS,
         config=dict(type="list", elements="dict", options=dict(
             name=dict(type="str", required=True),
             subnet=dict(type="str", required=True),
@@ -182,22 +160,14 @@ class FirewallModule(ConfigModule):
                 source_group=dict(type="str"),
             )),
         )),
-        backend=dict(type="str", default="auto", choices=["auto", "nft", "iptables"]),
-        generation=dict(type="int"),
     )
 
     def resource(self):
         p = self.params
-        self.firewall = FirewallResource(
+        return FirewallResource(
             backend=p["backend"], namespace=p["namespace"], generation=p["generation"],
             offline=p["state"] == "rendered",
         )
-        return self.firewall
-
-    def run(self):
-        result = super(FirewallModule, self).run()
-        result["backend"] = self.firewall.backend
-        return result
 
 
 def main():

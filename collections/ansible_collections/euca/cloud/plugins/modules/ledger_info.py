@@ -30,11 +30,6 @@ attributes:
   diff_mode:
     support: N/A
     details: The module only reads.
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership: [euca.cloud.ledger]
 options:
   scope:
     description:

@@ -31,14 +31,8 @@ description:
 author:
   - euca.cloud maintainers (@euca-cloud)
 extends_documentation_fragment:
+  - euca.cloud.ruleset
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
 options:
   config:
     description:
@@ -82,22 +76,6 @@ options:
     type: list
     elements: str
     default: []
-  backend:
-    description:
-      - V(nft) uses nftables, V(iptables) uses C(iptables-restore) (for hosts without nft), V(auto) picks nft when
-        the C(nft) program works and iptables otherwise (V(rendered) with V(auto) renders nft).
-    type: str
-    choices: [auto, nft, iptables]
-    default: auto
-  generation:
-    description:
-      - The ledger generation the mappings were read at (what M(euca.cloud.ledger_info) returns). It is recorded
-        in the ruleset; an older generation than the recorded one is refused. Without it the recorded one is kept.
-    type: int
-  namespace:
-    description:
-      - Act inside this network namespace (it must exist), as the all-in-one sandbox does.
-    type: str
 """
 
 EXAMPLES = r"""
@@ -165,13 +143,13 @@ backend:
   sample: nft
 """
 
-from ansible_collections.euca.cloud.plugins.module_utils.base import CONFIG_ARGS, ConfigModule
+from ansible_collections.euca.cloud.plugins.module_utils.base import RULESET_ARGS, RulesetModule
 from ansible_collections.euca.cloud.plugins.module_utils.net.nat import NatResource
 
 
-class NatModule(ConfigModule):
+class NatModule(RulesetModule):
     argument_spec = dict(
-        CONFIG_ARGS,
+        RULESET_ARGS,
         config=dict(type="list", elements="dict", options=dict(
             public_ip=dict(type="str", required=True),
             private_ip=dict(type="str", required=True),
@@ -179,8 +157,6 @@ class NatModule(ConfigModule):
         public_interface=dict(type="str"),
         public_ips=dict(type="list", elements="str"),
         private_networks=dict(type="list", elements="str", default=[]),
-        backend=dict(type="str", default="auto", choices=["auto", "nft", "iptables"]),
-        generation=dict(type="int"),
     )
     module_kwargs = dict(required_if=[
         ("state", "merged", ["public_interface", "public_ips"]),
@@ -190,17 +166,11 @@ class NatModule(ConfigModule):
 
     def resource(self):
         p = self.params
-        self.nat = NatResource(
+        return NatResource(
             public_interface=p["public_interface"], public_ips=p["public_ips"], private_networks=p["private_networks"],
             backend=p["backend"], namespace=p["namespace"], generation=p["generation"],
             offline=p["state"] == "rendered",
         )
-        return self.nat
-
-    def run(self):
-        result = super(NatModule, self).run()
-        result["backend"] = self.nat.backend
-        return result
 
 
 def main():

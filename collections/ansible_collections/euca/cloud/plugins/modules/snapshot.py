@@ -21,16 +21,6 @@ extends_documentation_fragment:
   - euca.cloud.ledger
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
-  action_group:
-    support: full
-    membership: [euca.cloud.ledger]
 options:
   name:
     description: Label of the snapshot, unique in the cloud.

@@ -1,0 +1,37 @@
+# -*- coding: utf-8 -*-
+# Copyright: euca.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+
+class ModuleDocFragment(object):
+    # Options shared by the modules that own a ruleset on the CC (nat, firewall).
+    DOCUMENTATION = r"""
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+options:
+  backend:
+    description:
+      - V(nft) uses nftables, V(iptables) uses C(iptables-restore) (for hosts without nft), V(auto) picks nft when
+        the C(nft) program works and iptables otherwise (V(rendered) with V(auto) renders nft).
+    type: str
+    choices: [auto, nft, iptables]
+    default: auto
+  generation:
+    description:
+      - The ledger generation the configuration was read at (what M(euca.cloud.ledger_info) returns). It is recorded
+        in the ruleset; an older generation than the recorded one is refused. Without it the recorded one is kept.
+    type: int
+  namespace:
+    description:
+      - Act inside this network namespace (it must exist), as the all-in-one sandbox does.
+    type: str
+"""
