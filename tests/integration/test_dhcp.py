@@ -232,6 +232,7 @@ def test_second_apply_changes_nothing_and_check_mode_touches_nothing(netns, stat
 
     again = ok(apply(cc, state_dir, config, state="overridden", generation=7))
     assert not again["changed"] and again["commands"] == []
+    assert again["summary"]["modified"] == again["summary"]["added"] == [] and again["summary"]["unchanged"] > 0
     assert again["dnsmasq"] == {"action": "none", "pid": pid} and again["before"] == again["after"]
     assert snapshot(state_dir) == files  # not even rewritten with the same bytes
 

@@ -245,6 +245,7 @@ def test_idempotence_generations_drift_and_bad_input(netns, tmp_path, backend):
     for name in ("same nat", "same firewall", "same nat, no generation"):
         result = run.task_result(name)
         assert not result.get("failed") and result["changed"] is False and result["commands"] == [], (name, result)
+        assert result["summary"]["modified"] == [] and result["summary"]["unchanged"] > 0, (name, result["summary"])
         assert result["generation"] == 5
     def failed(name):
         return [ev["event"] for ev in run.task_events(name)] == ["runner_on_failed"]

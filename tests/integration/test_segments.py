@@ -224,6 +224,10 @@ def test_second_apply_changes_nothing_and_changes_keep_the_links(netns):
     third = segment(cc, changed, diff=True, **opts)
     result = ok(third)
     assert result["changed"] and result["diff"]["before"]["100"]["gateway"] == "10.50.1.1/24"
+    # the diff and the summary name only what changes; segment 7 stays out of both
+    assert set(result["diff"]["before"]) == set(result["diff"]["after"]) == {"100"}
+    assert result["summary"] == {"added": [], "removed": [], "modified": [100], "unchanged": 1,
+                                 "commands": len(result["commands"])}
     assert not any(c.startswith("ip link add") or c.startswith("ip link delete") for c in result["commands"])
     now = state_of(cc)
     for name in ("eubr-100", "vxlan100", "eubr-7"):
@@ -237,6 +241,12 @@ def test_second_apply_changes_nothing_and_changes_keep_the_links(netns):
     cc.ip("address", "flush", "dev", "eubr-7")
     repair = ok(segment(cc, changed, **opts))
     assert repair["changed"] and state_of(cc)["eubr-7"] == now["eubr-7"]
+
+    # report=summary: the same work, without the item lists
+    short = ok(segment(cc, changed[:1], state="overridden", report="summary", **opts))
+    assert short["changed"] and "eubr-7" not in state_of(cc)
+    assert not set(short) & {"before", "after", "commands"}
+    assert short["summary"]["removed"] == [7] and short["summary"]["unchanged"] == 1
 
 
 # ------------------------------------------------------------------ merged / overridden / deleted

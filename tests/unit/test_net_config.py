@@ -99,3 +99,11 @@ def test_newer_generation_with_the_same_content_is_recorded():
     out = config.converge(store, [{"id": 1}], "overridden", generation=43)
     assert out["changed"] and store.generation == 43
     assert not config.converge(store, [{"id": 1}], "overridden", generation=43)["changed"]
+
+
+def test_summary_names_what_changes_by_key():
+    store = Store([{"id": 1, "v": "a"}, {"id": 2, "v": "b"}, {"id": 3, "v": "c"}])
+    out = config.converge(store, [{"id": 2, "v": "B"}, {"id": 3, "v": "c"}, {"id": 9, "v": "z"}], "overridden")
+    assert out["summary"] == {"added": [9], "removed": [1], "modified": [2], "unchanged": 1, "commands": 1}
+    again = config.converge(store, [{"id": 2, "v": "B"}, {"id": 3, "v": "c"}, {"id": 9, "v": "z"}], "overridden")
+    assert again["summary"] == {"added": [], "removed": [], "modified": [], "unchanged": 3, "commands": 0}

@@ -115,6 +115,7 @@ class LedgerModule(EucaModule):
 CONFIG_ARGS = dict(
     state=dict(type="str", default="merged", choices=list(net_config.STATES)),
     namespace=dict(type="str"),
+    report=dict(type="str", default="full", choices=["full", "summary"]),
 )
 
 
@@ -140,10 +141,17 @@ class ConfigModule(EucaModule):
             generation=self.params.get("generation"),
         )
         if self.ansible._diff and outcome["changed"]:
-            # Ansible renders dict diffs, not list ones: key the items.
+            # Ansible renders dict diffs, not list ones: key the items. Only the items that
+            # change are shown: the others would be thousands of lines of context.
+            summary = outcome["summary"]
+            touched = set(summary["added"]) | set(summary["removed"]) | set(summary["modified"])
             outcome["diff"] = dict(
-                (side, dict((str(item[resource.key]), item) for item in outcome[side])) for side in ("before", "after")
+                (side, dict((str(item[resource.key]), item) for item in outcome[side] if item[resource.key] in touched))
+                for side in ("before", "after")
             )
+        if self.params["report"] == "summary":
+            for bulky in ("before", "after", "commands"):
+                outcome.pop(bulky, None)
         return outcome
 
 

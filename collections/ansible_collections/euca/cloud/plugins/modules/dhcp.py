@@ -29,6 +29,7 @@ description:
 author:
   - euca.cloud maintainers (@euca-cloud)
 extends_documentation_fragment:
+  - euca.cloud.report
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -168,26 +169,50 @@ EXAMPLES = r"""
 RETURN = r"""
 before:
   description: The segments served before the change (read from the files in O(state_dir)).
-  returned: when O(state) is not V(rendered)
+  returned: unless O(state=rendered) or O(report=summary)
   type: list
   elements: dict
   sample: [{id: 10, interface: eubr-10, subnet: 10.0.10.0/24, gateway: 10.0.10.1, dns_servers: [], domain: null,
             lease_time: 1h, hosts: [{mac: "d0:0d:0a:00:0a:05", ip: 10.0.10.5, hostname: i-0f00ba12}]}]
 after:
   description: The segments served after the change (what would be served, in check mode).
-  returned: when O(state) is not V(rendered)
+  returned: unless O(state=rendered) or O(report=summary)
   type: list
   elements: dict
   sample: [{id: 10, interface: eubr-10, subnet: 10.0.10.0/24, gateway: 10.0.10.1, dns_servers: [], domain: null,
             lease_time: 1h, hosts: [{mac: "d0:0d:0a:00:0a:05", ip: 10.0.10.5, hostname: i-0f00ba12}]}]
 commands:
   description: What was (or, in check mode, would be) done; empty when nothing differs.
-  returned: when O(state) is not V(rendered)
+  returned: unless O(state=rendered) or O(report=summary)
   type: list
   elements: str
   sample:
     - write /var/lib/euca/dhcp/hosts
     - "reload dnsmasq (SIGHUP pid 4242): reservations changed"
+summary:
+  description: What the run changes (would change, in check mode), by segment id.
+  returned: unless O(state=rendered)
+  type: dict
+  contains:
+    added:
+      description: The segment ids added.
+      type: list
+      elements: int
+    removed:
+      description: The segment ids removed.
+      type: list
+      elements: int
+    modified:
+      description: The segment ids whose settings change.
+      type: list
+      elements: int
+    unchanged:
+      description: How many items stay as they are.
+      type: int
+    commands:
+      description: How many lines the plan has (the length of RV(commands)).
+      type: int
+  sample: {added: [12], removed: [], modified: [10], unchanged: 41, commands: 3}
 rendered:
   description: The configuration files for O(config), by path, as they would be written.
   returned: when O(state) is V(rendered)

@@ -29,6 +29,7 @@ description:
 author:
   - euca.cloud maintainers (@euca-cloud)
 extends_documentation_fragment:
+  - euca.cloud.report
   - euca.cloud.ruleset
   - ansible.builtin.action_common_attributes
 options:
@@ -110,22 +111,46 @@ EXAMPLES = r"""
 RETURN = r"""
 before:
   description: The groups in place before the run (read back from the ruleset).
-  returned: unless state is rendered
+  returned: unless O(state=rendered) or O(report=summary)
   type: list
   elements: dict
   sample: [{name: web, subnet: 172.19.0.0/27, rules: [{protocol: tcp, from_port: 80, to_port: 80, cidr: 0.0.0.0/0, source_group: null}]}]
 after:
   description: The groups in place after the run (or that would be, in check mode).
-  returned: unless state is rendered
+  returned: unless O(state=rendered) or O(report=summary)
   type: list
   elements: dict
   sample: [{name: web, subnet: 172.19.0.0/27, rules: []}]
 commands:
   description: The ruleset script loaded (C(nft -f) or C(iptables-restore --noflush) input), as lines; empty when nothing differed.
-  returned: unless state is rendered
+  returned: unless O(state=rendered) or O(report=summary)
   type: list
   elements: str
   sample: ["add table ip euca_filter", "delete table ip euca_filter", "table ip euca_filter {"]
+summary:
+  description: What the run changes (would change, in check mode), by security group name.
+  returned: unless O(state=rendered)
+  type: dict
+  contains:
+    added:
+      description: The security group names added.
+      type: list
+      elements: str
+    removed:
+      description: The security group names removed.
+      type: list
+      elements: str
+    modified:
+      description: The security group names whose settings change.
+      type: list
+      elements: str
+    unchanged:
+      description: How many items stay as they are.
+      type: int
+    commands:
+      description: How many lines the plan has (the length of RV(commands)).
+      type: int
+  sample: {added: [web], removed: [], modified: [db], unchanged: 3, commands: 52}
 rendered:
   description: The ruleset for O(config), as the backend would load it.
   returned: when state is rendered

@@ -31,6 +31,7 @@ description:
 author:
   - euca.cloud maintainers (@euca-cloud)
 extends_documentation_fragment:
+  - euca.cloud.report
   - euca.cloud.ruleset
   - ansible.builtin.action_common_attributes
 options:
@@ -108,13 +109,13 @@ EXAMPLES = r"""
 RETURN = r"""
 before:
   description: The mappings in place before the run (read back from the ruleset).
-  returned: unless state is rendered
+  returned: unless O(state=rendered) or O(report=summary)
   type: list
   elements: dict
   sample: [{public_ip: 203.0.113.10, private_ip: 172.19.0.11}]
 after:
   description: The mappings in place after the run (or that would be, in check mode).
-  returned: unless state is rendered
+  returned: unless O(state=rendered) or O(report=summary)
   type: list
   elements: dict
   sample: [{public_ip: 203.0.113.10, private_ip: 172.19.0.11}]
@@ -123,10 +124,34 @@ commands:
     - What was (or, in check mode, would be) loaded, as lines; empty when nothing differed.
     - The ruleset script (C(nft -f) or C(iptables-restore --noflush) input) followed by C(ip addr) commands,
       which run in one C(ip -batch).
-  returned: unless state is rendered
+  returned: unless O(state=rendered) or O(report=summary)
   type: list
   elements: str
   sample: ["add table ip euca_nat", "delete table ip euca_nat", "table ip euca_nat {", "ip addr add 203.0.113.10/32 dev eth1"]
+summary:
+  description: What the run changes (would change, in check mode), by elastic IP.
+  returned: unless O(state=rendered)
+  type: dict
+  contains:
+    added:
+      description: The elastic IPs added.
+      type: list
+      elements: str
+    removed:
+      description: The elastic IPs removed.
+      type: list
+      elements: str
+    modified:
+      description: The elastic IPs whose settings change.
+      type: list
+      elements: str
+    unchanged:
+      description: How many items stay as they are.
+      type: int
+    commands:
+      description: How many lines the plan has (the length of RV(commands)).
+      type: int
+  sample: {added: [203.0.113.40], removed: [], modified: [], unchanged: 12, commands: 40}
 rendered:
   description: The ruleset for O(config), as the backend would load it.
   returned: when state is rendered

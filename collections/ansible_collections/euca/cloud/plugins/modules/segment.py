@@ -36,6 +36,7 @@ description:
 author:
   - euca.cloud maintainers (@euca-cloud)
 extends_documentation_fragment:
+  - euca.cloud.report
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -190,14 +191,14 @@ EXAMPLES = r"""
 RETURN = r"""
 before:
   description: The segments of this module found on the host before the change, by id.
-  returned: unless O(state=rendered)
+  returned: unless O(state=rendered) or O(report=summary)
   type: list
   elements: dict
   sample: [{id: 10, mode: vxlan, bridge: eubr-10, gateway: 10.128.0.1/27, mtu: 1450, local: 198.51.100.10,
             dev: eth1, port: 4789, peers: [198.51.100.12], group: null}]
 after:
   description: The segments as the run leaves them (as requested in check mode).
-  returned: unless O(state=rendered)
+  returned: unless O(state=rendered) or O(report=summary)
   type: list
   elements: dict
   sample: [{id: 10, mode: vlan, bridge: eubr-10, gateway: 10.128.0.1/27, mtu: null, trunk: eth1}]
@@ -205,7 +206,7 @@ commands:
   description:
     - What was run (or would be, in check mode), as C(ip ...), C(sysctl -w ...) and C(bridge ...) commands.
       Consecutive commands of one program ran as one batch. Empty when nothing changed.
-  returned: unless O(state=rendered)
+  returned: unless O(state=rendered) or O(report=summary)
   type: list
   elements: str
   sample: ["ip link add name eubr-10 type bridge", "ip link add link eth1 name eth1.10 type vlan id 10",
@@ -213,6 +214,30 @@ commands:
            "ip link set dev eubr-10 alias euca.cloud/segment/10 up",
            "ip link set dev eth1.10 alias euca.cloud/segment/10/uplink master eubr-10 up",
            "ip address add 10.128.0.1/27 dev eubr-10"]
+summary:
+  description: What the run changes (would change, in check mode), by segment id.
+  returned: unless O(state=rendered)
+  type: dict
+  contains:
+    added:
+      description: The segment ids added.
+      type: list
+      elements: int
+    removed:
+      description: The segment ids removed.
+      type: list
+      elements: int
+    modified:
+      description: The segment ids whose settings change.
+      type: list
+      elements: int
+    unchanged:
+      description: How many items stay as they are.
+      type: int
+    commands:
+      description: How many lines the plan has (the length of RV(commands)).
+      type: int
+  sample: {added: [12], removed: [], modified: [10], unchanged: 41, commands: 6}
 rendered:
   description: The batches that build the given segments on an empty host, each headed by the command reading it.
   returned: when O(state=rendered)

@@ -57,6 +57,10 @@ class Resource:
         """The complete configuration for ``items`` as the backend would load it (offline)."""
         raise NotImplementedError
 
+    def same(self, old, new):
+        """Whether the gathered item ``old`` already is the desired item ``new`` (for the summary)."""
+        return old == new
+
 
 def _by_key(resource, items):
     out = {}
@@ -81,6 +85,23 @@ def target_items(resource, state, before, desired):
             return []
         return [current[k] for k in sorted(current) if k not in wanted]
     raise InvalidInput("state must be one of %s, not %r" % (", ".join(STATES), state))
+
+
+def summarize(resource, before, after, plan):
+    """What a run changes, by item key: the short form of ``before``/``after``/``commands``.
+
+    At thousands of items the full lists run to megabytes, more than AWX and ansible-runner
+    keep per event (runner drops results over 700 KB); the summary stays a few bytes per change.
+    """
+    old = _by_key(resource, before)
+    new = _by_key(resource, after)
+    return {
+        "added": sorted(k for k in new if k not in old),
+        "removed": sorted(k for k in old if k not in new),
+        "modified": sorted(k for k in new if k in old and not resource.same(old[k], new[k])),
+        "unchanged": sum(1 for k in new if k in old and resource.same(old[k], new[k])),
+        "commands": len(plan),
+    }
 
 
 def converge(resource, config, state, check_mode=False, generation=None):
@@ -112,6 +133,7 @@ def converge(resource, config, state, check_mode=False, generation=None):
         "before": before,
         "after": after,
         "commands": plan,
+        "summary": summarize(resource, before, after, plan),
     }
     if resource.generations:
         result["generation"] = generation

@@ -547,6 +547,12 @@ class SegmentSet(Resource):
                                % (name, _kind(link) or "network", self._where()))
         return out.commands()
 
+    def same(self, old, new):
+        """A segment without an MTU of its own keeps whatever MTU the kernel gave it."""
+        if new.get("mtu") is None:
+            old = dict(old, mtu=None)
+        return old == new
+
     def _where(self):
         return " in namespace %s" % self.namespace if self.namespace else ""
 
