@@ -7,9 +7,10 @@ import pytest
 from . import netns as _netns
 from .postgres import PostgresServer, PostgresUnavailable, TEST_DATABASE
 from . import runner as _runner
+from . import guest_image as _guest_image
 
 __all__ = ["netns", "netns_session_guard", "postgres_server", "postgres_dsn", "pg_database",
-           "ansible_runner_dir"]
+           "ansible_runner_dir", "guest_image"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -71,3 +72,9 @@ def ansible_runner_dir(tmp_path):
     path = tmp_path / "runner"
     path.mkdir()
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def guest_image() -> dict:
+    """The guest image of roles/test_image (built or found in the cache): paths, checksums, sizes."""
+    return _guest_image.guest_image_paths()
