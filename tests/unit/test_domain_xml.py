@@ -81,3 +81,12 @@ def test_bad_macs_are_refused(mac, message):
 def test_port_names_fit_and_avoid_libvirt_prefixes():
     name = domain.port_name("i-0a1b2c3d", 7)
     assert len(name) <= 15 and not name.startswith(("vnet", "vif")) and name != domain.port_name("i-0a1b2c3d", 6)
+
+
+def test_a_redefinition_keeps_the_uuid_and_foreign_disks():
+    volume = ("<disk type='file' device='disk'><driver name='qemu' type='raw'/><source file='/vol/vol-0000000a'/>"
+              "<target dev='vdc' bus='virtio'/><alias name='ua-vol-0000000a'/></disk>")
+    current = domain.render(spec()).replace("<memballoon", volume + "<memballoon")
+    xml = domain.render(spec(memory_mb=256), uuid="6f1c0a52-3a43-4b8e-a1b9-0d2cfe7d1a10", current=current)
+    assert "<uuid>6f1c0a52-3a43-4b8e-a1b9-0d2cfe7d1a10</uuid>" in xml and "/vol/vol-0000000a" in xml
+    assert xml.count("ua-euca-root") == 1 and domain.parse(xml)["memory_mb"] == 256

@@ -82,10 +82,16 @@ def _disk(devices, path, fmt, target, alias, readonly=False):
     _sub(disk, "alias", name=alias)
 
 
-def render(spec):
-    """The domain XML (a string) for ``spec``."""
+def render(spec, uuid=None, current=None):
+    """The domain XML (a string) for ``spec``.
+
+    Redefining an existing domain passes its ``uuid`` and its ``current`` (inactive) XML: disks
+    that are not ours there (volumes attached persistently) are carried over unchanged.
+    """
     dom = ET.Element("domain", {"type": spec["virt_type"]})
     _sub(dom, "name", spec["name"])
+    if uuid:
+        _sub(dom, "uuid", uuid)
     meta = _sub(dom, "metadata")
     inst = ET.SubElement(meta, "{%s}instance" % XMLNS)
     for key in ("image", "kernel", "ramdisk"):
@@ -135,6 +141,11 @@ def render(spec):
         _sub(iface, "source", bridge=nic["bridge"])
         _sub(iface, "target", dev=nic["port"])
         _sub(iface, "model", type="virtio")
+    if current:
+        for disk in ET.fromstring(current).findall("devices/disk"):
+            alias = disk.find("alias")
+            if alias is None or alias.get("name") not in (ROOT_ALIAS, SEED_ALIAS):
+                devices.append(disk)
     serial = _sub(devices, "serial", type="file")
     _sub(serial, "source", path=spec["console_log"], append="on")
     _sub(serial, "target", port=0)

@@ -1,0 +1,260 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: euca.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+module: nc_instance
+short_description: An instance on a node controller, as a libvirt domain (running, stopped or absent)
+version_added: 0.1.0
+description:
+  - Makes one instance on this node controller what its spec says, through libvirt-python. The spec normally comes
+    from the ledger's placement (M(euca.cloud.instance)) and its images from the node's cache
+    (M(euca.cloud.image_cache)).
+  - The root disk is a qcow2 overlay backed by the cached machine image; the image is never copied, so launch time
+    does not depend on its size. A kernel and ramdisk (Eucalyptus EKI/ERI) boot the guest directly when given.
+  - A NoCloud seed disk (ISO 9660 labelled C(cidata)) carries the instance id, hostname and user data; the serial
+    console is appended to C(console.log) in the instance's directory across reboots and restarts.
+  - Idempotent by spec, not by XML. The domain libvirt has is read back into the same normalised spec and
+    redefined only when they differ, so a second run with the same options changes nothing. Devices this module
+    does not own (volumes attached later) are ignored and survive a redefinition.
+  - A spec change on a running instance takes effect at its next start; the result says so with
+    RV(restart_required).
+  - Each NIC's bridge port gets hairpin mode, so the instance can reach its own elastic IP through the CC.
+  - Everything is validated first (id, sizes, MACs, that the images are cached and the bridges exist); bad input
+    defines and writes nothing.
+  - For reboot and console output see M(euca.cloud.nc_instance_action).
+author:
+  - euca.cloud maintainers (@euca-cloud)
+extends_documentation_fragment:
+  - euca.cloud.libvirt
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  platform:
+    platforms: posix
+options:
+  state:
+    description:
+      - V(running) defines the domain when needed and starts it; V(stopped) defines it and shuts it down;
+        V(absent) powers it off, undefines it and removes its overlay, seed and console log.
+    type: str
+    choices: [running, stopped, absent]
+    default: running
+  image:
+    description: The machine image id (V(emi-...)); it must be in the node's image cache. Required unless O(state=absent).
+    type: str
+  kernel:
+    description: A kernel image id (V(eki-...)) in the cache, for direct kernel boot.
+    type: str
+  ramdisk:
+    description: A ramdisk image id (V(eri-...)) in the cache; needs O(kernel).
+    type: str
+  kernel_args:
+    description: The kernel command line with O(kernel).
+    type: str
+    default: console=ttyS0 panic=-1 no_timer_check
+  cache_dir:
+    description: The node's image cache (see M(euca.cloud.image_cache)).
+    type: path
+    default: /var/lib/euca/image-cache
+  vcpus:
+    description: Virtual CPUs.
+    type: int
+    default: 1
+  memory_mb:
+    description: Memory in MiB. A Debian kernel needs at least 96 (128 is safe).
+    type: int
+    default: 256
+  root_size_gb:
+    description: Virtual size of the root overlay in GiB; the image's size when omitted.
+    type: int
+  nics:
+    description: The instance's NICs, in order (the first is eth0 in the guest).
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      bridge:
+        description: The segment bridge (for example V(eubr-100)); it must exist in O(namespace).
+        type: str
+        required: true
+      mac:
+        description: The NIC's unicast MAC, as the ledger allocated it (DHCP reservations use it).
+        type: str
+        required: true
+  hostname:
+    description: The hostname in the NoCloud seed; the instance id when omitted.
+    type: str
+  user_data:
+    description: User data for the NoCloud seed (cloud-init reads it; the test image runs it when it starts with V(#!)).
+    type: str
+  virt_type:
+    description:
+      - V(kvm) or V(qemu) (TCG emulation). V(auto) picks kvm only when C(/dev/kvm) exists and the C(kvm_intel) or
+        C(kvm_amd) module is loaded; some nested hosts expose a /dev/kvm whose guests reset at boot.
+    type: str
+    choices: [auto, kvm, qemu]
+    default: auto
+  os_profile:
+    description:
+      - V(linux), or V(windows) for a Windows guest (clock in local time, Hyper-V enlightenments).
+    type: str
+    choices: [linux, windows]
+    default: linux
+  wait:
+    description: Wait until libvirt reports the requested state.
+    type: bool
+    default: true
+  timeout:
+    description: Seconds to wait with O(wait).
+    type: int
+    default: 120
+  shutdown_timeout:
+    description: Seconds an ACPI shutdown may take before the instance is powered off (V(0) powers off at once).
+    type: int
+    default: 60
+notes:
+  - The module runs where libvirt's disks are, on the node controller; it reads the image cache directly.
+"""
+
+EXAMPLES = r"""
+- name: Run an instance placed on this node, booting the test image's kernel directly
+  euca.cloud.nc_instance:
+    name: i-0a1b2c3d
+    image: emi-1234abcd
+    kernel: eki-1234abcd
+    ramdisk: eri-1234abcd
+    memory_mb: 128
+    nics:
+      - bridge: eubr-100
+        mac: d0:0d:0a:80:00:02
+    user_data: |
+      #!/bin/sh
+      echo hello
+
+- name: Stop it (power off at once)
+  euca.cloud.nc_instance:
+    name: i-0a1b2c3d
+    image: emi-1234abcd
+    state: stopped
+    shutdown_timeout: 0
+
+- name: Terminate it
+  euca.cloud.nc_instance:
+    name: i-0a1b2c3d
+    state: absent
+"""
+
+RETURN = r"""
+instance:
+  description: The instance after the run (as it would be, in check mode).
+  returned: always
+  type: dict
+  contains:
+    name:
+      description: The instance id.
+      type: str
+    uuid:
+      description: The libvirt domain's UUID (null when there is none).
+      type: str
+    state:
+      description: V(running), V(stopped) or V(absent).
+      type: str
+    virt_type:
+      description: V(kvm) or V(qemu).
+      type: str
+    overlay:
+      description: The root overlay's path.
+      type: str
+    seed:
+      description: The NoCloud seed's path.
+      type: str
+    console_log:
+      description: The serial console log's path.
+      type: str
+    interfaces:
+      description: The NICs, with the bridge port (tap) of each.
+      type: list
+      elements: dict
+  sample: {name: i-0a1b2c3d, uuid: 6f1c0a52-3a43-4b8e-a1b9-0d2cfe7d1a10, state: running, virt_type: qemu,
+           overlay: /var/lib/euca/instances/i-0a1b2c3d/root.qcow2, seed: /var/lib/euca/instances/i-0a1b2c3d/seed.iso,
+           console_log: /var/lib/euca/instances/i-0a1b2c3d/console.log,
+           interfaces: [{bridge: eubr-100, mac: "d0:0d:0a:80:00:02", port: ei0a1b2c3dn0}]}
+actions:
+  description: What was done (would be done, in check mode), in order.
+  returned: always
+  type: list
+  elements: str
+  sample: [define, create overlay, write seed, start]
+restart_required:
+  description: The running instance's definition changed; the change applies at its next start.
+  returned: always
+  type: bool
+"""
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.euca.cloud.plugins.module_utils.base import EucaModule
+from ansible_collections.euca.cloud.plugins.module_utils.compute import instances
+
+
+class NcInstanceModule(EucaModule):
+    argument_spec = dict(
+        name=dict(type="str", required=True),
+        state=dict(type="str", default="running", choices=list(instances.STATES)),
+        uri=dict(type="str", default="qemu:///system"),
+        namespace=dict(type="str"),
+        instances_dir=dict(type="path", default="/var/lib/euca/instances"),
+        cache_dir=dict(type="path", default="/var/lib/euca/image-cache"),
+        image=dict(type="str"),
+        kernel=dict(type="str"),
+        ramdisk=dict(type="str"),
+        kernel_args=dict(type="str", default=instances.DEFAULT_KERNEL_ARGS),
+        vcpus=dict(type="int", default=1),
+        memory_mb=dict(type="int", default=256),
+        root_size_gb=dict(type="int"),
+        nics=dict(type="list", elements="dict", default=[], options=dict(
+            bridge=dict(type="str", required=True),
+            mac=dict(type="str", required=True),
+        )),
+        hostname=dict(type="str"),
+        user_data=dict(type="str"),
+        virt_type=dict(type="str", default="auto", choices=["auto", "kvm", "qemu"]),
+        os_profile=dict(type="str", default="linux", choices=["linux", "windows"]),
+        wait=dict(type="bool", default=True),
+        timeout=dict(type="int", default=120),
+        shutdown_timeout=dict(type="int", default=60),
+    )
+
+    def __init__(self):
+        super(NcInstanceModule, self).__init__()
+        if not instances.HAS_LIBVIRT:
+            self.ansible.fail_json(msg=missing_required_lib("libvirt-python"), exception=str(instances.LIBVIRT_IMPORT_ERROR))
+
+    def run(self):
+        instance = instances.Instance(self.params)
+        instance.desired()  # all input errors before any connection
+        conn = instances.connect(self.params["uri"])
+        try:
+            result = instance.converge(conn, check_mode=self.check_mode)
+        finally:
+            conn.close()
+        if not (self.ansible._diff and result["changed"]):
+            result.pop("diff")
+        return result
+
+
+def main():
+    NcInstanceModule()()
+
+
+if __name__ == "__main__":
+    main()
