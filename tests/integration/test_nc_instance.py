@@ -12,10 +12,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 
+import libvirt
 import pytest
 
 from ansible_collections.euca.cloud.plugins.module_utils.compute.image_cache import ImageCache
@@ -139,7 +141,15 @@ def test_bad_input_defines_and_writes_nothing(node):
     assert domains(node) == {} and not os.path.exists(os.path.join(node["instances_dir"], NAME))
 
 
-def test_lifecycle_of_a_real_guest(node):
+def validate(tmp_path, xml):
+    """The domain XML libvirt holds passes libvirt's own schema."""
+    path = tmp_path / "domain.xml"
+    path.write_text(xml)
+    run = subprocess.run(["virt-xml-validate", str(path), "domain"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_lifecycle_of_a_real_guest(node, tmp_path):
     cache = ImageCache(node["cache_dir"])
     # running: defined, overlay over the cached base (not a copy), seed, started, hairpin on
     first = ok(instance(node, diff=True))
@@ -159,6 +169,7 @@ def test_lifecycle_of_a_real_guest(node):
     # a second run changes nothing and does not redefine
     conn = node["daemon"].connect()
     xml_before = conn.lookupByName(NAME).XMLDesc(0)
+    validate(tmp_path, conn.lookupByName(NAME).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
     second = ok(instance(node))
     assert not second["changed"] and second["actions"] == []
     assert conn.lookupByName(NAME).XMLDesc(0) == xml_before
@@ -186,6 +197,9 @@ def test_lifecycle_of_a_real_guest(node):
     # a spec change on a running instance is defined for its next start
     bigger = ok(instance(node, memory_mb=160))
     assert bigger["changed"] and bigger["restart_required"] and bigger["actions"] == ["redefine"]
+    conn = node["daemon"].connect()
+    validate(tmp_path, conn.lookupByName(NAME).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    conn.close()
 
     # absent: no domain, overlay, seed or directory; the cache keeps the image, unpinned
     assert domains(node) == {NAME: 1}
