@@ -12,8 +12,9 @@ On disk (a contract: the instance lifecycle reads it directly)::
     <root>/<image_id>/image          the verified bytes (0444)
     <root>/<image_id>/meta.json      {"id", "checksum", "size_bytes", "location", "fetched_at", "last_used"}
     <root>/<image_id>/pins/<holder>  an instance (holder = its id) is backed by this image
-    <root>/<image_id>/.lock          fcntl lock for fetching or removing this image
-    <root>/.lock                     fcntl lock for eviction passes
+    <root>/.locks/<image_id>         fcntl lock for fetching or removing this image
+    <root>/.locks/evict              fcntl lock for eviction passes
+    <root>/.partial/                 downloads in progress (renamed into <image_id>/ once verified)
 
 Concurrent fetches of one image (separate processes) download it once: the second waits on
 the image's lock and then finds it verified. A download that does not match its checksum is
@@ -124,6 +125,11 @@ class ImageCache:
     def _dir(self, image_id):
         return os.path.join(self.root, check_id(image_id))
 
+    def _lock(self, name):
+        locks = os.path.join(self.root, ".locks")
+        os.makedirs(locks, exist_ok=True)
+        return _locked(os.path.join(locks, name))
+
     def entry(self, image_id):
         """Meta, path and pins of a complete cached image; None when it is not cached."""
         directory = self._dir(image_id)
@@ -176,8 +182,9 @@ class ImageCache:
         """Mark ``holder`` (an instance id) as backed by the image; it cannot be evicted meanwhile."""
         self.path(image_id)
         pins = os.path.join(self._dir(image_id), "pins")
-        os.makedirs(pins, exist_ok=True)
-        with _locked(os.path.join(self._dir(image_id), ".lock")):
+        with self._lock(image_id):
+            self.path(image_id)  # not removed meanwhile
+            os.makedirs(pins, exist_ok=True)
             open(os.path.join(pins, holder), "a").close()
             self._touch(image_id)
 
@@ -195,9 +202,11 @@ class ImageCache:
         """
         checksum = normal_checksum(checksum)
         directory = self._dir(image_id)
-        os.makedirs(directory, exist_ok=True)
-        with _locked(os.path.join(directory, ".lock")):
+        with self._lock(image_id):
             entry = self.entry(image_id)
+            if entry is not None and force and entry["pins"]:
+                raise Conflict("image %s is in use by %s; it cannot be replaced under them (force)"
+                               % (image_id, ", ".join(entry["pins"])))
             if entry is not None and not force:
                 if entry["checksum"] != checksum:
                     raise Conflict("image %s is cached with checksum %s but the ledger says %s; the cache entry is "
@@ -215,7 +224,9 @@ class ImageCache:
         if not location:
             raise InvalidInput("image %s has no location to fetch it from" % image_id)
         directory = self._dir(image_id)
-        partial = os.path.join(directory, ".image.partial.%d" % os.getpid())
+        staging = os.path.join(self.root, ".partial")
+        os.makedirs(staging, exist_ok=True)
+        partial = os.path.join(staging, "%s.%d" % (image_id, os.getpid()))
         digest = hashlib.sha256()
         size = 0
         try:
@@ -243,6 +254,7 @@ class ImageCache:
                 raise FetchFailed("image %s from %s has %d bytes, the ledger says %d; the cache is unchanged"
                                   % (image_id, location, size, size_bytes))
             os.chmod(partial, 0o444)
+            os.makedirs(directory, exist_ok=True)
             os.rename(partial, os.path.join(directory, "image"))
             return size
         finally:
@@ -254,7 +266,7 @@ class ImageCache:
         directory = self._dir(image_id)
         if not os.path.isdir(directory):
             return False
-        with _locked(os.path.join(directory, ".lock")):
+        with self._lock(image_id):
             holders = self.holders(image_id)
             if holders:
                 raise Conflict("image %s is in use by %s; terminate them first" % (image_id, ", ".join(holders)))
@@ -269,7 +281,7 @@ class ImageCache:
         if not os.path.isdir(self.root):
             return []
         evicted = []
-        with _locked(os.path.join(self.root, ".lock")):
+        with self._lock("evict"):
             for image_id in lru_victims(self.entries(), cap_bytes, keep):
                 try:
                     if self.remove(image_id):
@@ -277,3 +289,74 @@ class ImageCache:
                 except Conflict:
                     continue  # pinned meanwhile
         return evicted
+
+
+def converge(cache, images, state="present", size_cap=None, timeout=600, force=False, check_mode=False, opener=None):
+    """The image_cache module: make ``images`` (ledger image records) present or absent.
+
+    Everything is validated first; with a cap, the requested images alone must fit in it.
+    Returns ``{changed, images: {id: {path, downloaded, size_bytes}}, evicted: [...]}``.
+    """
+    wanted = []
+    for record in images or []:
+        if not isinstance(record, dict):
+            raise InvalidInput("each image must be a dict with id, location and checksum, not %r" % (record,))
+        image_id = check_id(record.get("id"))
+        if state == "present":
+            if not record.get("location"):
+                raise InvalidInput("image %s has no location to fetch it from" % image_id)
+            checksum = normal_checksum(record.get("checksum"))
+            size = record.get("size_bytes")
+            if size is not None:
+                size = parse_size(size)
+            wanted.append({"id": image_id, "location": record["location"], "checksum": checksum, "size_bytes": size})
+        else:
+            wanted.append({"id": image_id})
+    if len(set(w["id"] for w in wanted)) != len(wanted):
+        raise InvalidInput("an image is listed twice")
+    cap = parse_size(size_cap) if size_cap is not None else None
+    if state == "absent":
+        removed = []
+        for item in wanted:
+            entry = cache.entry(item["id"])
+            if entry is None:
+                continue
+            if entry["pins"]:
+                raise Conflict("image %s is in use by %s; terminate them first" % (item["id"], ", ".join(entry["pins"])))
+            if not check_mode:
+                cache.remove(item["id"])
+            removed.append(item["id"])
+        return {"changed": bool(removed), "removed": removed, "images": {}, "evicted": []}
+    if cap is not None:
+        known = sum(w["size_bytes"] or 0 for w in wanted)
+        if known > cap:
+            raise InvalidInput("the requested images need %d bytes, more than size_cap (%d bytes)" % (known, cap))
+    out, changed = {}, False
+    for item in wanted:
+        entry = cache.entry(item["id"])
+        if entry is not None and not force:
+            if entry["checksum"] != item["checksum"]:
+                raise Conflict("image %s is cached with checksum %s but the ledger says %s; the cache entry is "
+                               "damaged or the id is wrong (force=true replaces it)"
+                               % (item["id"], entry["checksum"], item["checksum"]))
+            out[item["id"]] = {"path": entry["path"], "downloaded": False, "size_bytes": entry["size_bytes"]}
+            continue
+        changed = True
+        if check_mode:
+            out[item["id"]] = {"path": os.path.join(cache.root, item["id"], "image"), "downloaded": True,
+                               "size_bytes": item["size_bytes"]}
+            continue
+        os.makedirs(cache.root, exist_ok=True)
+        out[item["id"]] = cache.fetch(item["id"], item["location"], item["checksum"], item["size_bytes"],
+                                      timeout=timeout, opener=opener, force=force)
+    evicted = []
+    if cap is not None:
+        keep = set(out)
+        if check_mode:
+            entries = cache.entries() + [{"id": k, "size_bytes": v["size_bytes"] or 0, "last_used": time.time(),
+                                          "pins": []} for k, v in out.items() if v["downloaded"]]
+            evicted = lru_victims(entries, cap, keep)
+        else:
+            evicted = cache.evict(cap, keep)
+        changed = changed or bool(evicted)
+    return {"changed": changed, "images": out, "evicted": evicted}
