@@ -15,15 +15,17 @@ import sys
 import tempfile
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
 from ansible_collections.euca.cloud.plugins.module_utils.compute.image_cache import ImageCache
-from harness.runner import run_module
+from harness.runner import run_module, run_playbook
 
 pytestmark = [pytest.mark.integration, pytest.mark.root]
 
 PORT = 8773
+PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 MIB = 1 << 20
 
 
@@ -212,3 +214,46 @@ def test_lru_eviction_to_a_cap_never_evicts_an_image_in_use(walrus, tmp_path):
     assert busy.failed and "in use by i-0a1b2c3d" in busy.result["msg"]
     lib.unpin("emi-00000000", "i-0a1b2c3d")
     assert ok(cache(walrus, [{"id": "emi-00000000"}], state="absent"))["removed"] == ["emi-00000000"]
+
+
+def test_register_image_playbook_then_a_node_fetches_what_the_ledger_says(walrus, tmp_path):
+    ledger = str(tmp_path / "ledger.sqlite")
+    inventory = textwrap.dedent("""\
+        [walrus]
+        localhost
+        [clc]
+        localhost
+        [all:vars]
+        ansible_connection=local
+        ansible_python_interpreter={python}
+        euca_walrus_store_dir={store}
+        euca_walrus_url={url}
+        euca_ledger={ledger}
+        """).format(python=sys.executable, store=walrus["store"], url=walrus["url"], ledger=ledger)
+    files = {}
+    for name, kind in (("k", "kernel"), ("r", "ramdisk"), ("m", "machine")):
+        files[kind] = str(tmp_path / ("%s.img" % name))
+        blob(files[kind], 2 * MIB, name)
+    requests = [
+        {"image_name": "tiny-kernel", "image_src": files["kernel"], "image_kind": "kernel"},
+        {"image_name": "tiny-ramdisk", "image_src": files["ramdisk"], "image_kind": "ramdisk"},
+        {"image_name": "tiny", "image_src": files["machine"], "image_kernel": "tiny-kernel",
+         "image_ramdisk": "tiny-ramdisk"},
+    ]
+    for extra in requests:
+        run = run_playbook(PLAYBOOKS / "register-image.yml", extravars=extra, inventory=inventory)
+        assert run.rc == 0, run.stdout[-3000:]
+        assert run.stats["changed"]["localhost"] == 2  # stored and recorded
+    again = run_playbook(PLAYBOOKS / "register-image.yml", extravars=requests[2], inventory=inventory)
+    assert again.rc == 0 and not again.stats["changed"].get("localhost")
+    bad = run_playbook(PLAYBOOKS / "register-image.yml", extravars={"image_name": "x"}, inventory=inventory)
+    assert bad.rc != 0 and "give image_name and image_src" in bad.stdout
+
+    cloud = ok(run_module("euca.cloud.ledger_info", dict(ledger=ledger, scope="cloud")))
+    images = cloud["images"]
+    machine = [i for i in images if i["name"] == "tiny"][0]
+    assert machine["kernel_id"].startswith("eki-") and machine["format"] == "raw"
+    fetched = ok(cache(walrus, images))
+    for record in images:
+        path = fetched["images"][record["id"]]["path"]
+        assert "sha256:" + hashlib.sha256(open(path, "rb").read()).hexdigest() == record["checksum"]
