@@ -52,3 +52,16 @@ def test_nc_segments_have_no_gateway(cluster_slice):
 def test_not_a_slice():
     with pytest.raises(InvalidInput, match="not a ledger slice"):
         ledger_view.cc_config({"instances": []})
+
+
+def test_nc_config_gives_image_cache_and_nc_instance_their_input(cluster_slice):
+    conf = ledger_view.nc_config(cluster_slice)
+    assert conf["images"] == cluster_slice["images"]
+    live = [i for i in cluster_slice["instances"] if i["state"] != "terminated"]
+    assert [s["name"] for s in conf["instances"]] == [i["id"] for i in live]
+    web = [s for s in conf["instances"] if s["name"] == live[0]["id"]][0]
+    source = live[0]
+    assert web == {"name": source["id"], "state": "running", "image": source["image_id"], "kernel": None,
+                   "ramdisk": None, "vcpus": source["cores"], "memory_mb": source["memory_mb"],
+                   "root_size_gb": source["disk_gb"], "hostname": source["id"],
+                   "nics": [{"bridge": "eubr-%d" % (100 if source["group"] == "web" else 101), "mac": source["mac"]}]}

@@ -108,6 +108,41 @@ def cc_config(slice_, peers=None):
     }
 
 
+def nc_instances(slice_):
+    """The euca.cloud.nc_instance options of the slice's live instances (ARCHITECTURE §4 step 3).
+
+    Machine image, kernel and ramdisk by id; the group's segment bridge with the ledger's MAC;
+    the ledger's cores, memory and disk. ``stopped`` instances stay defined but shut off.
+    """
+    segment_of = dict((g["name"], g["segment_id"]) for g in slice_["security_groups"])
+    image_of = dict((i["id"], i) for i in slice_["images"])
+    out = []
+    for inst in slice_["instances"]:
+        if inst["state"] == "terminated":
+            continue
+        image = image_of.get(inst["image_id"]) or {}
+        spec = {
+            "name": inst["id"],
+            "state": "stopped" if inst["state"] == "stopped" else "running",
+            "image": inst["image_id"],
+            "kernel": image.get("kernel_id"),
+            "ramdisk": image.get("ramdisk_id"),
+            "vcpus": inst["cores"],
+            "memory_mb": inst["memory_mb"],
+            "root_size_gb": inst["disk_gb"],
+            "hostname": inst["id"],
+            "nics": [{"bridge": bridge_name(segment_of[inst["group"]]), "mac": inst["mac"]}] if inst["mac"] else [],
+        }
+        out.append(spec)
+    return out
+
+
 def nc_config(slice_, peers=None):
-    """What an NC converges on the network side: its instances' segments, without gateways."""
-    return {"generation": slice_["generation"], "segments": segments(slice_, gateways=False, peers=peers)}
+    """What an NC converges: its instances' segments (without gateways), the images they need
+    (for euca.cloud.image_cache) and the instances (for euca.cloud.nc_instance)."""
+    return {
+        "generation": slice_["generation"],
+        "segments": segments(slice_, gateways=False, peers=peers),
+        "images": list(slice_["images"]),
+        "instances": nc_instances(slice_),
+    }
