@@ -63,6 +63,8 @@ class EucaModule:
             self.ansible.fail_json(
                 msg="euca.cloud internal error: %s: %s" % (type(exc).__name__, exc), exception=traceback.format_exc()
             )
+        if not (self.ansible._diff and result.get("changed")):
+            result.pop("diff", None)  # a diff only with --diff, and only when something changes
         self.ansible.exit_json(**result)
 
 

@@ -247,8 +247,6 @@ class NcInstanceModule(EucaModule):
             result = instance.converge(conn, check_mode=self.check_mode)
         finally:
             conn.close()
-        if not (self.ansible._diff and result["changed"]):
-            result.pop("diff")
         return result
 
 

@@ -125,11 +125,8 @@ class WalrusImageModule(EucaModule):
             return store.remove(p["store_dir"], p["bucket"], p["key"], check_mode=self.check_mode)
         if not p["src"]:
             raise InvalidInput("src is required with state=present")
-        result = store.store(p["store_dir"], p["bucket"], p["key"], p["src"], base_url=p["base_url"],
-                             checksum=p["checksum"], check_mode=self.check_mode)
-        if not (self.ansible._diff and result["changed"]):
-            result.pop("diff")
-        return result
+        return store.store(p["store_dir"], p["bucket"], p["key"], p["src"], base_url=p["base_url"],
+                           checksum=p["checksum"], check_mode=self.check_mode)
 
 
 def main():

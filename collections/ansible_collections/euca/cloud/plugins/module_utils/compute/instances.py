@@ -236,10 +236,9 @@ class Instance:
 
     def _unpin_all(self):
         # the domain may be gone already: unpin wherever this instance is a holder
-        root = self.p["cache_dir"]
-        for image_id in (os.listdir(root) if os.path.isdir(root) else []):
-            if os.path.isdir(os.path.join(root, image_id)) and self.name in self.cache.holders(image_id):
-                self.cache.unpin(image_id, self.name)
+        for entry in self.cache.entries():
+            if self.name in entry["pins"]:
+                self.cache.unpin(entry["id"], self.name)
 
     def create_overlay(self, path):
         """A qcow2 overlay over the cached base: creation time does not depend on the base's size."""
