@@ -238,3 +238,16 @@ def backend(kind, volumes_dir=None, thin_pool=None, rbd_pool=None):
     if kind == "rbd":
         return RbdBackend(rbd_pool)
     raise InvalidInput("backend must be file, lvm or rbd, not %r" % (kind,))
+
+
+STORAGE_ARGS = dict(
+    backend=dict(type="str", default="file", choices=["file", "lvm", "rbd"]),
+    volumes_dir=dict(type="path", default="/var/lib/euca/volumes"),
+    thin_pool=dict(type="str"),
+    rbd_pool=dict(type="str"),
+)
+
+
+def from_params(params):
+    """The backend of a storage module's options (STORAGE_ARGS)."""
+    return backend(params["backend"], params["volumes_dir"], params["thin_pool"], params["rbd_pool"])
