@@ -11,12 +11,6 @@ class ModuleDocFragment(object):
     # Options shared by every module that reads or writes the CLC's ledger.
     DOCUMENTATION = r"""
 attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
   action_group:
     support: full
     membership: [euca.cloud.ledger]

@@ -10,13 +10,6 @@ __metaclass__ = type
 class ModuleDocFragment(object):
     # Options shared by the modules that own a ruleset on the CC (nat, firewall).
     DOCUMENTATION = r"""
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
 options:
   backend:
     description:

@@ -29,9 +29,4 @@ options:
   rbd_pool:
     description: The V(rbd) backend's pool.
     type: str
-attributes:
-  check_mode:
-    support: full
-  platform:
-    platforms: posix
 """

@@ -29,6 +29,7 @@ description:
 author:
   - euca.cloud maintainers (@euca-cloud)
 extends_documentation_fragment:
+  - euca.cloud.attributes
   - euca.cloud.report
   - euca.cloud.ruleset
   - ansible.builtin.action_common_attributes

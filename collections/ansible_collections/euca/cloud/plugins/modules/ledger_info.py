@@ -20,6 +20,7 @@ description:
 author:
   - euca.cloud maintainers (@euca-cloud)
 extends_documentation_fragment:
+  - euca.cloud.attributes
   - euca.cloud.ledger
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups

@@ -18,6 +18,7 @@ description:
 author:
   - euca.cloud maintainers (@euca-cloud)
 extends_documentation_fragment:
+  - euca.cloud.attributes
   - euca.cloud.storage
   - ansible.builtin.action_common_attributes
 attributes:

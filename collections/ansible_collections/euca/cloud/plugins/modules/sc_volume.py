@@ -20,11 +20,9 @@ description:
 author:
   - euca.cloud maintainers (@euca-cloud)
 extends_documentation_fragment:
+  - euca.cloud.attributes
   - euca.cloud.storage
   - ansible.builtin.action_common_attributes
-attributes:
-  diff_mode:
-    support: full
 options:
   name:
     description: The volume id (V(vol-) and 8 hex digits).

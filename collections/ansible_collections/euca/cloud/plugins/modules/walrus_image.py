@@ -23,14 +23,8 @@ description:
 author:
   - euca.cloud maintainers (@euca-cloud)
 extends_documentation_fragment:
+  - euca.cloud.attributes
   - ansible.builtin.action_common_attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  platform:
-    platforms: posix
 options:
   store_dir:
     description: The store directory the HTTP server serves.
