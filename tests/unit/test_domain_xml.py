@@ -13,7 +13,7 @@ def spec(**changes):
         "name": "i-0a1b2c3d", "virt_type": "qemu", "os_profile": "linux", "vcpus": 1, "memory_mb": 128,
         "kernel": "/cache/eki-00000001/image", "ramdisk": "/cache/eri-00000001/image",
         "kernel_args": "console=ttyS0 panic=-1 no_timer_check",
-        "root": "/inst/i-0a1b2c3d/root.qcow2", "seed": "/inst/i-0a1b2c3d/seed.iso",
+        "root": "/inst/i-0a1b2c3d/root.qcow2", "root_volume": None, "seed": "/inst/i-0a1b2c3d/seed.iso",
         "console_log": "/inst/i-0a1b2c3d/console.log",
         "nics": [{"bridge": "eubr-100", "mac": "d0:0d:0a:4d:00:0a", "port": "ei0a1b2c3dn0"}],
         "images": {"image": "emi-00000001", "kernel": "eki-00000001", "ramdisk": "eri-00000001"},
@@ -31,6 +31,10 @@ PROFILES = {
     "kvm-two-nics": spec(virt_type="kvm", nics=[
         {"bridge": "eubr-100", "mac": "d0:0d:0a:4d:00:0a", "port": "ei0a1b2c3dn0"},
         {"bridge": "eubr-101", "mac": "d0:0d:0a:4d:01:0a", "port": "ei0a1b2c3dn1"}]),
+    "boot-from-iscsi-volume": spec(root="iscsi://10.20.0.2:3260/iqn.2010-05.cloud.euca:vol-0000000b/1",
+                                   root_volume="vol-0000000b", images={"kernel": "eki-00000001", "ramdisk": "eri-00000001"}),
+    "boot-from-local-volume": spec(root="/dev/vg0/vol-0000000c", root_volume="vol-0000000c", kernel=None, ramdisk=None,
+                                   kernel_args=None, images={}),
 }
 
 

@@ -18,19 +18,24 @@ options:
         V(qemu+unix:///system?socket=/var/lib/euca/libvirtd/run/libvirt-sock).
     type: str
     default: qemu:///system
+  name:
+    description: The instance id (V(i-) and 8 hex digits), also the libvirt domain's name.
+    type: str
+    required: true
+requirements:
+  - libvirt-python on the managed node
+"""
+
+    # The instance modules (nc_instance, nc_instance_action) also find bridges and instance files.
+    INSTANCES = r"""
+options:
   namespace:
     description:
       - The network namespace libvirtd runs in, where the segment bridges and the instances' taps are. The
         host's own when omitted.
     type: str
-  name:
-    description: The instance id (V(i-) and 8 hex digits), also the libvirt domain's name.
-    type: str
-    required: true
   instances_dir:
     description: Where each instance's directory (overlay, NoCloud seed, console log) lives.
     type: path
     default: /var/lib/euca/instances
-requirements:
-  - libvirt-python on the managed node
 """

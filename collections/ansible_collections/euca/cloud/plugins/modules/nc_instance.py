@@ -33,6 +33,7 @@ author:
 extends_documentation_fragment:
   - euca.cloud.attributes
   - euca.cloud.libvirt
+  - euca.cloud.libvirt.instances
   - ansible.builtin.action_common_attributes
 options:
   state:
@@ -43,8 +44,20 @@ options:
     choices: [running, stopped, absent]
     default: running
   image:
-    description: The machine image id (V(emi-...)); it must be in the node's image cache. Required unless O(state=absent).
+    description:
+      - The machine image id (V(emi-...)); it must be in the node's image cache. Required unless O(state=absent) or
+        the instance boots from a volume (O(root_volume)).
     type: str
+  root_volume:
+    description:
+      - Boot from a volume. The volume id (V(vol-...)) whose disk is the root disk (V(vda)) instead of an overlay
+        of O(image); O(root_source) says where it is. Create it from an image with M(euca.cloud.sc_volume)'s
+        O(euca.cloud.sc_volume#module:image_file) and export it with M(euca.cloud.sc_export).
+      - With O(kernel) the kernel is still booted directly from the image cache.
+    type: str
+  root_source:
+    description: Where O(root_volume)'s bytes are, as M(euca.cloud.nc_volume)'s O(euca.cloud.nc_volume#module:source).
+    type: dict
   kernel:
     description: A kernel image id (V(eki-...)) in the cache, for direct kernel boot.
     type: str
@@ -166,7 +179,10 @@ instance:
       description: V(kvm) or V(qemu).
       type: str
     overlay:
-      description: The root overlay's path.
+      description: The root overlay's path (null when the instance boots from a volume).
+      type: str
+    root_volume:
+      description: The volume the instance boots from, or null.
       type: str
     seed:
       description: The NoCloud seed's path.
@@ -209,6 +225,8 @@ class NcInstanceModule(EucaModule):
         instances_dir=dict(type="path", default="/var/lib/euca/instances"),
         cache_dir=dict(type="path", default="/var/lib/euca/image-cache"),
         image=dict(type="str"),
+        root_volume=dict(type="str"),
+        root_source=dict(type="dict"),
         kernel=dict(type="str"),
         ramdisk=dict(type="str"),
         kernel_args=dict(type="str", default=instances.DEFAULT_KERNEL_ARGS),
@@ -227,6 +245,8 @@ class NcInstanceModule(EucaModule):
         timeout=dict(type="int", default=120),
         shutdown_timeout=dict(type="int", default=60),
     )
+    module_kwargs = dict(required_together=[["root_volume", "root_source"]],
+                         mutually_exclusive=[["image", "root_volume"]])
 
     def __init__(self):
         super(NcInstanceModule, self).__init__()

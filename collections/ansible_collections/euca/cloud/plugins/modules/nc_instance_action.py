@@ -22,6 +22,7 @@ author:
 extends_documentation_fragment:
   - euca.cloud.attributes
   - euca.cloud.libvirt
+  - euca.cloud.libvirt.instances
   - ansible.builtin.action_common_attributes
 attributes:
   diff_mode:

@@ -39,6 +39,12 @@ options:
   snapshot:
     description: Snapshot id (V(snap-...)) a new volume starts from.
     type: str
+  image_file:
+    description:
+      - A disk image (raw or qcow2) on the storage controller whose bytes a new volume starts with, for an instance
+        that boots from the volume (M(euca.cloud.nc_instance)'s O(euca.cloud.nc_instance#module:root_volume)). The
+        volume is at least the image's virtual size. Ignored once the volume exists.
+    type: path
   attached_to:
     description: The instance the ledger says the volume is attached to; deleting it is then refused.
     type: str
@@ -80,12 +86,14 @@ from ansible_collections.euca.cloud.plugins.module_utils.storage import backends
 
 
 class ScVolumeModule(EucaModule):
+    module_kwargs = dict(mutually_exclusive=[["snapshot", "image_file"]])
     argument_spec = dict(
         backends.STORAGE_ARGS,
         name=dict(type="str", required=True),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         size_gb=dict(type="int"),
         snapshot=dict(type="str"),
+        image_file=dict(type="path"),
         attached_to=dict(type="str"),
         force=dict(type="bool", default=False),
     )
@@ -95,7 +103,7 @@ class ScVolumeModule(EucaModule):
         store = backends.from_params(p)
         return volumes.converge_volume(store, p["name"], state=p["state"], size_gb=p["size_gb"],
                                        snapshot=p["snapshot"], force=p["force"], attached_to=p["attached_to"],
-                                       check_mode=self.check_mode)
+                                       check_mode=self.check_mode, image_file=p["image_file"])
 
 
 def main():

@@ -35,7 +35,7 @@ options:
     type: str
   device:
     description:
-      - Device name the instance sees, V(/dev/vdb) to V(/dev/vdz). The instance's first free one when omitted.
+      - Device name the instance sees, V(/dev/vdb) to V(/dev/vdy) (V(/dev/vdz) is the seed). The instance's first free one when omitted.
     type: str
   state:
     description:

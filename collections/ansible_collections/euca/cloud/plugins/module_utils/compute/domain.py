@@ -11,7 +11,8 @@ that are not ours (volumes hot-attached by the attachment module) never cause a 
 The spec (every key always present):
   name, virt_type (qemu|kvm), os_profile (linux|windows), vcpus, memory_mb,
   kernel, ramdisk, kernel_args (paths/str or None: direct kernel boot, Eucalyptus EKI/ERI),
-  root (overlay path), seed (seed ISO path or None), console_log,
+  root (overlay path, or a volume's source url: boot from volume), root_volume (its id or None),
+  seed (seed ISO path or None), console_log,
   nics [{bridge, mac, port}], images {image, kernel, ramdisk} (ids), seed_digest
 """
 
@@ -24,6 +25,7 @@ import os
 import re
 import xml.etree.ElementTree as ET
 
+from ansible_collections.euca.cloud.plugins.module_utils.compute import volumes
 from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidInput
 
 XMLNS = "https://euca.cloud/xmlns/instance/1"
@@ -132,9 +134,14 @@ def render(spec, uuid=None, current=None):
     _sub(dom, "on_reboot", "restart")
     _sub(dom, "on_crash", "destroy")
     devices = _sub(dom, "devices")
-    _disk(devices, spec["root"], "qcow2", "vda", ROOT_ALIAS)
+    if spec.get("root_volume"):
+        devices.append(volumes.disk_element(volumes.from_url(spec["root"]), "vda", ROOT_ALIAS,
+                                            serial=spec["root_volume"]))
+    else:
+        _disk(devices, spec["root"], "qcow2", "vda", ROOT_ALIAS)
     if spec["seed"]:
-        _disk(devices, spec["seed"], "raw", "vdb", SEED_ALIAS, readonly=True)
+        # the last name: attached volumes take vdb.. (the guest finds the seed by its label)
+        _disk(devices, spec["seed"], "raw", "vdz", SEED_ALIAS, readonly=True)
     for nic in spec["nics"]:
         iface = _sub(devices, "interface", type="bridge")
         _sub(iface, "mac", address=nic["mac"])
@@ -171,13 +178,14 @@ def parse(xml):
     dom = ET.fromstring(xml)
     inst = dom.find("metadata/{%s}instance" % XMLNS)
     inst = inst if inst is not None else ET.Element("none")
-    root = seed = None
+    root = seed = root_volume = None
     for disk in dom.findall("devices/disk"):
         alias = disk.find("alias")
         source = disk.find("source")
         name = alias.get("name") if alias is not None else None
         if name == ROOT_ALIAS and source is not None:
-            root = source.get("file")
+            root = volumes.url(volumes.source_of(disk))
+            root_volume = _text(disk, "serial")
         elif name == SEED_ALIAS and source is not None:
             seed = source.get("file")
     nics = []
@@ -199,6 +207,7 @@ def parse(xml):
         "ramdisk": _text(dom, "os/initrd"),
         "kernel_args": _text(dom, "os/cmdline"),
         "root": root,
+        "root_volume": root_volume,
         "seed": seed,
         "console_log": serial.get("path") if serial is not None else None,
         "nics": nics,

@@ -21,7 +21,7 @@ import os
 import shutil
 import time
 
-from ansible_collections.euca.cloud.plugins.module_utils.compute import domain, seed
+from ansible_collections.euca.cloud.plugins.module_utils.compute import domain, seed, volumes
 from ansible_collections.euca.cloud.plugins.module_utils.compute.image_cache import ImageCache
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput
 from ansible_collections.euca.cloud.plugins.module_utils.process import run
@@ -84,8 +84,12 @@ class Instance:
             raise InvalidInput("instance name %r must be an instance id such as i-0a1b2c3d" % (self.name,))
         if p["state"] == "absent":
             return None
-        if not p.get("image"):
-            raise InvalidInput("image is required with state=%s" % p["state"])
+        root_volume = p.get("root_volume")
+        if root_volume:
+            volumes.check_volume(root_volume)
+            root_source = volumes.check_source(p.get("root_source"))
+        elif not p.get("image"):
+            raise InvalidInput("image (or root_volume, to boot from a volume) is required with state=%s" % p["state"])
         if p["vcpus"] < 1:
             raise InvalidInput("vcpus must be at least 1, not %d" % p["vcpus"])
         if p["memory_mb"] < 1:
@@ -102,7 +106,7 @@ class Instance:
                 raise InvalidInput("NIC %d (%s) needs a bridge" % (index, mac))
             nics.append({"bridge": nic["bridge"], "mac": mac, "port": domain.port_name(self.name, index)})
         # Images must be in the node's cache: launch never downloads, and never copies.
-        root_base = self.cache.path(p["image"])
+        root_base = self.cache.path(p["image"]) if not root_volume else None
         kernel = self.cache.path(p["kernel"]) if p.get("kernel") else None
         ramdisk = self.cache.path(p["ramdisk"]) if p.get("ramdisk") else None
         virt_type = p["virt_type"]
@@ -120,11 +124,13 @@ class Instance:
             "kernel": kernel,
             "ramdisk": ramdisk,
             "kernel_args": (p.get("kernel_args") or DEFAULT_KERNEL_ARGS) if kernel else None,
-            "root": os.path.join(self.dir, "root.qcow2"),
+            "root": volumes.url(root_source) if root_volume else os.path.join(self.dir, "root.qcow2"),
+            "root_volume": root_volume or None,
             "seed": os.path.join(self.dir, "seed.iso"),
             "console_log": os.path.join(self.dir, "console.log"),
             "nics": nics,
-            "images": dict((k, p[k]) for k in ("image", "kernel", "ramdisk") if p.get(k)),
+            "images": dict((k, p[k]) for k in ("image", "kernel", "ramdisk") if p.get(k) and not (
+                k == "image" and root_volume)),
             "seed_digest": domain.seed_digest(*self.seed_content),
         }
 
@@ -170,7 +176,7 @@ class Instance:
         else:
             if have is None or domain.differences(have, want):
                 actions.append("define" if have is None else "redefine")
-            if not os.path.exists(want["root"]):
+            if not want["root_volume"] and not os.path.exists(want["root"]):
                 actions.append("create overlay")
             if not os.path.exists(want["seed"]) or (have or {}).get("seed_digest") != want["seed_digest"]:
                 actions.append("write seed")
@@ -300,7 +306,8 @@ class Instance:
             "uuid": dom.UUIDString() if dom is not None else None,
             "state": state or _state_name(dom),
             "virt_type": spec.get("virt_type"),
-            "overlay": spec.get("root"),
+            "overlay": spec.get("root") if not spec.get("root_volume") else None,
+            "root_volume": spec.get("root_volume"),
             "seed": spec.get("seed"),
             "console_log": spec.get("console_log"),
             "interfaces": spec.get("nics", []),

@@ -18,7 +18,8 @@ from ansible_collections.euca.cloud.plugins.module_utils.ledger.cloud import get
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.instances import get_instance
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.schema import now
 
-DEVICES = ["/dev/vd%s" % letter for letter in "bcdefghijklmnopqrstuvwxyz"]
+# vda is the root disk and vdz the NoCloud seed (compute/domain.py)
+DEVICES = ["/dev/vd%s" % letter for letter in "bcdefghijklmnopqrstuvwxy"]
 
 
 def view(txn, row):
@@ -140,7 +141,7 @@ def ensure_attachment(txn, volume, instance=None, device=None, state="attached")
     used = set(r["device"] for r in txn.rows("SELECT device FROM attachments WHERE instance_id = ?", instance))
     if device:
         if device not in DEVICES:
-            raise InvalidInput("device %r must be one of /dev/vdb../dev/vdz" % device)
+            raise InvalidInput("device %r must be one of /dev/vdb../dev/vdy" % device)
         if device in used:
             holder = txn.value("SELECT volume_id FROM attachments WHERE instance_id = ? AND device = ?", instance, device)
             raise Conflict("instance %s already has volume %s as %s" % (instance, holder, device))

@@ -62,9 +62,11 @@ class FileBackend:
         return {"name": name, "path": path, "size_bytes": os.path.getsize(path), "has_data": has_data(path)}
 
     # plans: ("op", args...) tuples; rendered as commands for the operator
-    def plan_create(self, name, size_bytes, source=None):
+    def plan_create(self, name, size_bytes, source=None, image=None):
         if source:
             return [("copy", self.path(source), self.path(name)), ("truncate", self.path(name), size_bytes)]
+        if image:
+            return [("convert", image, self.path(name)), ("truncate", self.path(name), size_bytes)]
         return [("truncate", self.path(name), size_bytes)]
 
     def plan_resize(self, name, size_bytes):
@@ -87,6 +89,8 @@ class FileBackend:
                 lines.append("cp --sparse=always --reflink=auto %s %s" % (step[1], step[2]))
             elif step[0] == "unlink":
                 lines.append("rm %s" % step[1])
+            elif step[0] == "convert":
+                lines.append(" ".join(convert_argv(step[1], step[2])))
         return lines
 
     def apply(self, plan):
@@ -113,12 +117,35 @@ class FileBackend:
                 with open(partial, "rb") as handle:
                     os.fsync(handle.fileno())
                 os.rename(partial, dest)
+            elif step[0] == "convert":
+                os.makedirs(os.path.dirname(step[2]), exist_ok=True)
+                partial = step[2] + ".partial"
+                run(convert_argv(step[1], partial))
+                with open(partial, "rb") as handle:
+                    os.fsync(handle.fileno())
+                os.rename(partial, step[2])
             elif step[0] == "unlink":
                 try:
                     os.unlink(step[1])
                 except OSError as exc:
                     if exc.errno != errno.ENOENT:
                         raise
+
+
+def convert_argv(image, dest, existing=False):
+    """qemu-img writing ``image`` (raw or qcow2) as raw bytes to ``dest``, keeping holes sparse."""
+    return ["qemu-img", "convert", "-q", "-O", "raw"] + (["-n"] if existing else ["-S", "4k"]) + [image, dest]
+
+
+def image_size(image):
+    """The virtual size (bytes) of an image file, or InvalidInput."""
+    if not os.path.isfile(image):
+        raise InvalidInput("image_file %s does not exist" % image)
+    import json  # pylint: disable=import-outside-toplevel
+    rc, out, err = run(["qemu-img", "info", "-U", "--output=json", image], check=False)
+    if rc != 0:
+        raise InvalidInput("image_file %s is not a disk image qemu-img reads: %s" % (image, err.strip()))
+    return int(json.loads(out)["virtual-size"])
 
 
 def has_data(path):
@@ -154,11 +181,12 @@ class LvmBackend:
         size, used = (out.split() + ["0"])[:2]
         return {"name": name, "path": self.path(name), "size_bytes": int(size), "has_data": float(used or 0) > 0}
 
-    def plan_create(self, name, size_bytes, source=None):
+    def plan_create(self, name, size_bytes, source=None, image=None):
         if source:
             return [["lvcreate", "-q", "-s", "-kn", "-n", name, "%s/%s" % (self.vg, source)]] + (
                 [["lvextend", "-q", "-L", "%db" % size_bytes, "%s/%s" % (self.vg, name)]] if size_bytes else [])
-        return [["lvcreate", "-q", "-T", "%s/%s" % (self.vg, self.pool), "-V", "%db" % size_bytes, "-n", name]]
+        create = [["lvcreate", "-q", "-T", "%s/%s" % (self.vg, self.pool), "-V", "%db" % size_bytes, "-n", name]]
+        return create + ([convert_argv(image, self.path(name), existing=True)] if image else [])
 
     def plan_resize(self, name, size_bytes):
         return [["lvextend", "-q", "-L", "%db" % size_bytes, "%s/%s" % (self.vg, name)]]
@@ -203,7 +231,10 @@ class RbdBackend:
         data = json.loads(out)
         return {"name": name, "path": self.path(name), "size_bytes": int(data["size"]), "has_data": True}
 
-    def plan_create(self, name, size_bytes, source=None):
+    def plan_create(self, name, size_bytes, source=None, image=None):
+        if image:
+            return [["rbd", "create", "--size", "%dM" % (size_bytes >> 20), "%s/%s" % (self.pool, name)],
+                    convert_argv(image, "rbd:%s/%s" % (self.pool, name), existing=True)]
         if source:
             return [["rbd", "cp", "%s/%s" % (self.pool, source), "%s/%s" % (self.pool, name)],
                     ["rbd", "resize", "--size", "%dM" % (size_bytes >> 20), "%s/%s" % (self.pool, name)]]

@@ -13,12 +13,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, InvalidInput, NotFound
-from ansible_collections.euca.cloud.plugins.module_utils.storage.backends import GIB, check_name
+from ansible_collections.euca.cloud.plugins.module_utils.storage.backends import GIB, check_name, image_size
 
 
 def converge_volume(store, name, state="present", size_gb=None, snapshot=None, force=False, attached_to=None,
-                    check_mode=False):
-    """Make volume ``name`` present (created, from ``snapshot`` if given, grown to ``size_gb``) or absent."""
+                    check_mode=False, image_file=None):
+    """Make volume ``name`` present (created, from ``snapshot`` or ``image_file`` if given, grown to
+    ``size_gb``) or absent."""
     check_name(name)
     if not name.startswith("vol-"):
         raise InvalidInput("%s is not a volume id (vol- and 8 hex digits)" % name)
@@ -26,6 +27,8 @@ def converge_volume(store, name, state="present", size_gb=None, snapshot=None, f
         raise InvalidInput("size_gb must be at least 1, not %d" % size_gb)
     if snapshot is not None:
         check_name(snapshot)
+        if image_file:
+            raise InvalidInput("a volume starts from a snapshot or from an image_file, not both")
     before = store.info(name)
     plan = []
     if state == "absent":
@@ -41,10 +44,11 @@ def converge_volume(store, name, state="present", size_gb=None, snapshot=None, f
             source = store.info(snapshot)
             if source is None:
                 raise NotFound("snapshot %s does not exist on this storage controller" % snapshot)
-        if size_gb is None and source is None:
+        image_bytes = image_size(image_file) if image_file else 0
+        if size_gb is None and source is None and not image_file:
             raise InvalidInput("size_gb is required to create volume %s" % name)
-        size = max(size_gb * GIB if size_gb else 0, source["size_bytes"] if source else 0)
-        plan = store.plan_create(name, size, source=snapshot)
+        size = max(size_gb * GIB if size_gb else 0, source["size_bytes"] if source else 0, image_bytes)
+        plan = store.plan_create(name, size, source=snapshot, image=image_file)
     elif size_gb is not None:
         want = size_gb * GIB
         if want < before["size_bytes"]:
