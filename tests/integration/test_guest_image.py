@@ -93,8 +93,8 @@ def test_guest_boots_reads_its_seed_and_serves_its_instance_id(guest_image, tmp_
         assert http(port, "/") == "i-0c0ffee0\n"
         info = http(port, "/cgi-bin/info")
         assert "hostname: web-7" in info and "ip: 10.0.2.15" in info
-        devices = dict(line.split() for line in http(port, "/cgi-bin/blockdevs").splitlines())
-        assert devices["vda"] == str(guest_image["root"]["size_bytes"]) and "vdb" in devices
+        devices = dict((line.split()[0], line.split()[1:]) for line in http(port, "/cgi-bin/blockdevs").splitlines())
+        assert devices["vda"] == [str(guest_image["root"]["size_bytes"]), "-"] and "vdb" in devices
     finally:
         qemu.send_signal(signal.SIGTERM)
         try:

@@ -43,7 +43,8 @@ options:
     description:
       - Where the volume's bytes are; required with O(state=attached). M(euca.cloud.sc_export) returns it as
         RV(euca.cloud.sc_export#module:export.source).
-      - V({protocol: iscsi, host, port, target, lun}), or V({protocol: file|block|aoe, path}).
+      - "For iSCSI the keys C(protocol=iscsi), C(host), C(port), C(target) and C(lun); for a file or block device on
+        the node C(protocol) (V(file), V(block) or V(aoe)) and C(path)."
     type: dict
   device:
     description: The disk's target name, V(/dev/vdb) to V(/dev/vdy). The first free one when omitted.
