@@ -351,3 +351,44 @@ def test_boot_from_volume(cluster, guest_image):
                     root_source=export.result["export"]["source"])["changed"]
     gone = boot(env, BOOT["name"], BOOT["mac"], state="absent")
     assert gone["changed"] and os.path.exists(path)  # the volume outlives the instance
+
+
+def test_nc_volume_module_checks_plans_and_is_idempotent(cluster):
+    env = cluster
+    a = env["guests"][0]
+    vol = create_volume(env, "module-level", size_gb=1)
+    export = run_module("euca.cloud.sc_export", dict(volume=vol, volumes_dir=str(env["volumes_dir"]),
+                                                     tgt_socket=env["tgtd"].socket, initiators=[NC_IP]))
+    assert not export.failed, export.result.get("msg")
+    source = export.result["export"]["source"]
+    base = dict(name=a["id"], uri=env["daemon"].uri, volume=vol, source=source, device="/dev/vdd")
+
+    def nc_volume(check=False, diff=False, **changes):
+        return run_module("euca.cloud.nc_volume", dict(base, **changes), check=check, diff=diff)
+
+    for changes, message in ((dict(source={"protocol": "iscsi", "host": SC_IP}), "an iscsi source needs target"),
+                             (dict(name="i-0badbad0"), "instance i-0badbad0 is not defined on this node"),
+                             (dict(device="/dev/vdz"), "must be one of /dev/vdb../dev/vdy"),
+                             (dict(volume="data"), "is not a volume id")):
+        run = nc_volume(**changes)
+        assert run.failed and message in run.result["msg"], (changes, run.result.get("msg"))
+    dry = nc_volume(check=True)
+    assert not dry.failed and dry.result["changed"] and dry.result["places"] == ["live", "config"]
+    assert volume_disks(env, a["id"]) == []
+
+    made = nc_volume(diff=True)
+    assert not made.failed and made.result["changed"], made.result.get("msg")
+    assert made.result["attachment"]["device"] == "/dev/vdd" and made.result["diff"]["before"] == {}
+    assert made.result["attachment"]["url"] == "iscsi://%s:3260/%s/1" % (SC_IP, source["target"])
+    assert guest_disk(env, a["private_ip"], vol)
+    assert not nc_volume().result["changed"]
+    moved = nc_volume(source=dict(source, port=3261))
+    assert moved.failed and "detach it first" in moved.result["msg"]
+
+    dry = nc_volume(check=True, state="detached")
+    assert dry.result["changed"] and volume_disks(env, a["id"]) == ["ua-vol-" + vol] * 2
+    gone = nc_volume(state="detached")
+    assert not gone.failed and gone.result["changed"] and gone.result["attachment"] is None, gone.result.get("msg")
+    assert volume_disks(env, a["id"]) == [] and guest_disk(env, a["private_ip"], vol, timeout=0) is None
+    assert not nc_volume(state="detached").result["changed"]
+    assert not run_module("euca.cloud.sc_export", dict(volume=vol, state="absent", tgt_socket=env["tgtd"].socket)).failed

@@ -103,3 +103,36 @@ def test_rbd_plans():
         "rbd cp volumes/vol-0000000a volumes/snap-0000000a"]
     assert rbd.render(rbd.plan_create("vol-0000000b", 2 * GIB, source="snap-0000000a")) == [
         "rbd cp volumes/snap-0000000a volumes/vol-0000000b", "rbd resize --size 2048M volumes/vol-0000000b"]
+
+
+def test_a_volume_starts_from_an_image_file(store, tmp_path):
+    raw = tmp_path / "root.raw"
+    with open(raw, "wb") as handle:
+        handle.truncate(3 << 20)
+        handle.seek(1 << 20)
+        handle.write(b"IMAGE-BYTES")
+    qcow = tmp_path / "root.qcow2"
+    assert os.system("qemu-img convert -q -O qcow2 %s %s" % (raw, qcow)) == 0
+    for name, image in (("vol-0000001a", raw), ("vol-0000001b", qcow)):
+        result = volumes.converge_volume(store, name, image_file=str(image))
+        assert result["changed"] and result["commands"][0].startswith("qemu-img convert -q -O raw -S 4k %s" % image)
+        assert result["volume"]["size_bytes"] == 3 << 20  # the image's virtual size, not a GiB
+        assert read(store, name, 11, offset=1 << 20) == b"IMAGE-BYTES"
+    sized = volumes.converge_volume(store, "vol-0000001c", image_file=str(qcow), size_gb=1)
+    assert sized["volume"]["size_bytes"] == GIB and read(store, "vol-0000001c", 11, offset=1 << 20) == b"IMAGE-BYTES"
+    with pytest.raises(InvalidInput, match="image_file .* does not exist"):
+        volumes.converge_volume(store, "vol-0000001d", image_file=str(tmp_path / "missing.img"))
+    with pytest.raises(InvalidInput, match="a snapshot or from an image_file, not both"):
+        volumes.converge_volume(store, "vol-0000001d", image_file=str(raw), snapshot="snap-0000001a")
+    assert not os.path.exists(store.path("vol-0000001d"))
+
+
+def test_image_file_plans_on_lvm_and_rbd():
+    lvm = backends.LvmBackend("euca/thin")
+    assert lvm.render(lvm.plan_create("vol-0000000a", GIB, image="/srv/img.qcow2")) == [
+        "lvcreate -q -T euca/thin -V %db -n vol-0000000a" % GIB,
+        "qemu-img convert -q -O raw -n /srv/img.qcow2 /dev/euca/vol-0000000a"]
+    rbd = backends.RbdBackend("volumes")
+    assert rbd.render(rbd.plan_create("vol-0000000a", GIB, image="/srv/img.qcow2")) == [
+        "rbd create --size 1024M volumes/vol-0000000a",
+        "qemu-img convert -q -O raw -n /srv/img.qcow2 rbd:volumes/vol-0000000a"]
