@@ -285,17 +285,23 @@ def test_attach_write_detach_reattach_and_snapshot(cluster):
     assert guest_read(env, b["private_ip"], dev, 21) == "written-by-%s" % a["id"]
 
     # a snapshot keeps its moment: later writes do not reach it, a volume made from it has it
-    snap = run_module("euca.cloud.snapshot", dict(ledger=env["ledger"], name="data-1", volume="data"))
-    assert not snap.failed, snap.result.get("msg")
-    snap_id = snap.result["snapshot"]["id"]
-    made = run_module("euca.cloud.sc_snapshot", dict(volumes_dir=str(env["volumes_dir"]), name=snap_id, volume=vol))
-    assert not made.failed and made.result["changed"], made.result.get("msg")
+    snap = play(env, "snapshot-volume.yml", snapshot_name="data-1", volume="data")
+    assert snap.rc == 0, snap.stdout[-3000:]
+    snap_id = snap.task_result("Record the snapshot in the ledger")["snapshot"]["id"]
+    assert snap.task_result("Copy the bytes")["changed"]
     guest_write(env, b["private_ip"], dev, "later-write-by-%s" % b["id"])
     assert file_bytes(env, vol, 25) == ("later-write-by-%s" % b["id"]).encode()
     assert file_bytes(env, snap_id, 21, snapshot=True) == ("written-by-%s" % a["id"]).encode()
     copy = create_volume(env, "data-copy", snapshot="data-1")
     assert file_bytes(env, copy, 21) == ("written-by-%s" % a["id"]).encode()
+    refused = failure(play(env, "delete-volume.yml", volume="data"))
+    assert "is attached to %s; detach it first" % b["id"] in refused
     assert play(env, "detach-volume.yml", volume="data", instance=b["id"]).rc == 0
+    # safe by default: a volume with data goes only with force
+    assert "holds data; pass force=true" in failure(play(env, "delete-volume.yml", volume="data"))
+    assert "data" in ledger_volumes(env) and os.path.exists(env["volumes_dir"] / (vol + ".img"))
+    assert play(env, "delete-volume.yml", volume="data", force=True).rc == 0
+    assert "data" not in ledger_volumes(env) and not os.path.exists(env["volumes_dir"] / (vol + ".img"))
 
 
 def test_two_concurrent_attaches_of_one_volume_one_wins(cluster):
