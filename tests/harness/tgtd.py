@@ -1,6 +1,7 @@
 """A tgtd (userspace iSCSI target) in a throwaway namespace, with its own control socket.
 
-The storage controller's service manager runs ``tgtd -f`` the same way; sc_export reaches it
+The argv is the collection's (storage/exports.py tgtd_argv), as the storage controller's
+service manager runs it; sc_export reaches it
 through ``TGT_IPC_SOCKET``. tgtd ignores SIGTERM while targets exist, so stop() deletes the
 targets (forcing off sessions) and asks tgtd to exit before it falls back to SIGKILL by pid.
 """
@@ -11,6 +12,8 @@ import os
 import subprocess
 import tempfile
 import time
+
+from ansible_collections.euca.cloud.plugins.module_utils.storage.exports import tgtd_argv
 
 from . import netns as _netns
 
@@ -35,8 +38,9 @@ class Tgtd:
 
     def start(self, timeout: float = 15) -> "Tgtd":
         log = open(os.path.join(self.state_dir, "tgtd.log"), "w")
-        self.proc = self.ns.spawn(["tgtd", "-f", "--iscsi", "portal=%s" % self.portal], stdout=log, stderr=log,
-                                  env=self.env)
+        argv = tgtd_argv(self.portal, self.ns.name)
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=self.env)
+        self.ns.procs.append(self.proc)
         deadline = time.monotonic() + timeout
         while self.tgtadm("--op", "show", "--mode", "portal", check=False).returncode != 0:
             if self.proc.poll() is not None or time.monotonic() > deadline:

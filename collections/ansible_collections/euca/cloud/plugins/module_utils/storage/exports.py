@@ -119,6 +119,15 @@ def _holds(target, entry):
             if s["initiator"] == entry or any(c["ip"] == entry for c in s["connections"])]
 
 
+def tgtd_argv(portal, namespace=None, control_port=0):
+    """How a service manager runs tgtd in the foreground (environment: TGT_IPC_SOCKET=<tgt_socket>).
+
+    tgtd ignores SIGTERM while targets exist; a stop that must not wait asks it to go first with
+    ``tgtadm --op delete --mode system`` (after the nodes have let go of their volumes).
+    """
+    return in_namespace(["tgtd", "-f", "-C", str(int(control_port)), "--iscsi", "portal=%s" % portal], namespace)
+
+
 class Tgt:
     """The iSCSI target daemon behind one control socket."""
 
