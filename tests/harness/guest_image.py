@@ -43,3 +43,21 @@ def guest_image_paths() -> dict:
             fact[role] = dict(entry, path=str(image_dir() / entry["file"]))
         _built.update(fact)
     return dict(_built)
+
+
+def fill_image_cache(cache_dir: str, guest_image: dict, ids: dict) -> None:
+    """Put the test image into a node's image cache as the nc modules expect it.
+
+    ``ids`` maps ``image``/``kernel``/``ramdisk`` to the image ids to file them under.
+    """
+    import shutil
+    import time
+
+    for key, source in (("image", "root"), ("kernel", "kernel"), ("ramdisk", "ramdisk")):
+        entry = os.path.join(cache_dir, ids[key])
+        os.makedirs(entry)
+        shutil.copyfile(guest_image[source]["path"], os.path.join(entry, "image"))
+        with open(os.path.join(entry, "meta.json"), "w") as handle:
+            json.dump({"id": ids[key], "checksum": "sha256:" + guest_image[source]["sha256"],
+                       "size_bytes": guest_image[source]["size_bytes"], "location": None,
+                       "fetched_at": time.time(), "last_used": time.time()}, handle)

@@ -22,6 +22,7 @@ import pytest
 
 from ansible_collections.euca.cloud.plugins.module_utils.compute.image_cache import ImageCache
 from harness import libvirtd as lv
+from harness.guest_image import fill_image_cache
 from harness import netns as _netns
 from harness.runner import run_module
 
@@ -51,14 +52,7 @@ def node(guest_image):
         assert not dhcp.failed, dhcp.result.get("msg")
         ns.adopt(dhcp.result["dnsmasq"]["pid"])
         cache_dir = os.path.join(work, "cache")
-        for key, source in (("image", "root"), ("kernel", "kernel"), ("ramdisk", "ramdisk")):
-            entry = os.path.join(cache_dir, IMAGES[key])
-            os.makedirs(entry)
-            shutil.copyfile(guest_image[source]["path"], os.path.join(entry, "image"))
-            with open(os.path.join(entry, "meta.json"), "w") as handle:
-                json.dump({"id": IMAGES[key], "checksum": "sha256:" + guest_image[source]["sha256"],
-                           "size_bytes": guest_image[source]["size_bytes"], "location": None,
-                           "fetched_at": time.time(), "last_used": time.time()}, handle)
+        fill_image_cache(cache_dir, guest_image, IMAGES)
         daemon = lv.start_in(ns)
         yield {"ns": ns, "uri": daemon.uri, "daemon": daemon, "cache_dir": cache_dir,
                "instances_dir": os.path.join(work, "instances")}

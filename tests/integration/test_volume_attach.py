@@ -8,10 +8,8 @@ are the test image: /cgi-bin/blockdevs lists disks with their serial (a volume's
 SC's file.
 """
 
-import json
 import os
 import re
-import shutil
 import sys
 import textwrap
 import threading
@@ -22,6 +20,7 @@ import pytest
 
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import cloud, db, groups, images, instances
 from harness import libvirtd as lv
+from harness.guest_image import fill_image_cache
 from harness import netns as _netns
 from harness import tgtd as _tgtd
 from harness.runner import REPO_ROOT, run_module, run_playbook
@@ -48,17 +47,6 @@ def build_ledger(path):
             images.ensure_image(txn, "img", checksum="0" * 64, size_bytes=1)
             groups.ensure_group(txn, "web", rules=[])
             return instances.ensure_instances(txn, name="web", group="web", image="img", count=2)["instances"]
-
-
-def fill_cache(cache_dir, guest_image):
-    for key, source in (("image", "root"), ("kernel", "kernel"), ("ramdisk", "ramdisk")):
-        entry = os.path.join(cache_dir, IMAGES[key])
-        os.makedirs(entry)
-        shutil.copyfile(guest_image[source]["path"], os.path.join(entry, "image"))
-        with open(os.path.join(entry, "meta.json"), "w") as handle:
-            json.dump({"id": IMAGES[key], "checksum": "sha256:" + guest_image[source]["sha256"],
-                       "size_bytes": guest_image[source]["size_bytes"], "location": None,
-                       "fetched_at": time.time(), "last_used": time.time()}, handle)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +77,7 @@ def cluster(guest_image, tmp_path_factory):
         assert not dhcp.failed, dhcp.result.get("msg")
         nc.adopt(dhcp.result["dnsmasq"]["pid"])
         cache_dir = str(work / "cache")
-        fill_cache(cache_dir, guest_image)
+        fill_image_cache(cache_dir, guest_image, IMAGES)
         daemon = lv.start_in(nc)
         inventory = work / "hosts.yml"
         inventory.write_text(textwrap.dedent("""\
