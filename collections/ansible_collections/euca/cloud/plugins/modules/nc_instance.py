@@ -210,13 +210,10 @@ restart_required:
   type: bool
 """
 
-from ansible.module_utils.basic import missing_required_lib
-
-from ansible_collections.euca.cloud.plugins.module_utils.base import EucaModule
 from ansible_collections.euca.cloud.plugins.module_utils.compute import instances
 
 
-class NcInstanceModule(EucaModule):
+class NcInstanceModule(instances.LibvirtModule):
     argument_spec = dict(
         name=dict(type="str", required=True),
         state=dict(type="str", default="running", choices=list(instances.STATES)),
@@ -248,20 +245,12 @@ class NcInstanceModule(EucaModule):
     module_kwargs = dict(required_together=[["root_volume", "root_source"]],
                          mutually_exclusive=[["image", "root_volume"]])
 
-    def __init__(self):
-        super(NcInstanceModule, self).__init__()
-        if not instances.HAS_LIBVIRT:
-            self.ansible.fail_json(msg=missing_required_lib("libvirt-python"), exception=str(instances.LIBVIRT_IMPORT_ERROR))
+    def prepare(self):
+        self.instance = instances.Instance(self.params)
+        self.instance.desired()  # all input errors before any connection
 
-    def run(self):
-        instance = instances.Instance(self.params)
-        instance.desired()  # all input errors before any connection
-        conn = instances.connect(self.params["uri"])
-        try:
-            result = instance.converge(conn, check_mode=self.check_mode)
-        finally:
-            conn.close()
-        return result
+    def with_connection(self, conn):
+        return self.instance.converge(conn, check_mode=self.check_mode)
 
 
 def main():

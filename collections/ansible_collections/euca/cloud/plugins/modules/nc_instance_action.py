@@ -88,13 +88,10 @@ method:
   sample: reset
 """
 
-from ansible.module_utils.basic import missing_required_lib
-
-from ansible_collections.euca.cloud.plugins.module_utils.base import EucaModule
 from ansible_collections.euca.cloud.plugins.module_utils.compute import instances
 
 
-class NcInstanceActionModule(EucaModule):
+class NcInstanceActionModule(instances.LibvirtModule):
     argument_spec = dict(
         name=dict(type="str", required=True),
         action=dict(type="str", required=True, choices=list(instances.ACTIONS)),
@@ -108,17 +105,8 @@ class NcInstanceActionModule(EucaModule):
         timeout=dict(type="int", default=60),
     )
 
-    def __init__(self):
-        super(NcInstanceActionModule, self).__init__()
-        if not instances.HAS_LIBVIRT:
-            self.ansible.fail_json(msg=missing_required_lib("libvirt-python"), exception=str(instances.LIBVIRT_IMPORT_ERROR))
-
-    def run(self):
-        conn = instances.connect(self.params["uri"])
-        try:
-            return instances.act(conn, self.params, check_mode=self.check_mode)
-        finally:
-            conn.close()
+    def with_connection(self, conn):
+        return instances.act(conn, self.params, check_mode=self.check_mode)
 
 
 def main():

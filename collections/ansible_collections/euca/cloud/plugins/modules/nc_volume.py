@@ -113,13 +113,10 @@ places:
   sample: [live, config]
 """
 
-from ansible.module_utils.basic import missing_required_lib
-
-from ansible_collections.euca.cloud.plugins.module_utils.base import EucaModule
 from ansible_collections.euca.cloud.plugins.module_utils.compute import attachments, instances
 
 
-class NcVolumeModule(EucaModule):
+class NcVolumeModule(instances.LibvirtModule):
     argument_spec = dict(
         name=dict(type="str", required=True),
         uri=dict(type="str", default="qemu:///system"),
@@ -132,17 +129,8 @@ class NcVolumeModule(EucaModule):
     )
     module_kwargs = dict(required_if=[["state", "attached", ["source"]]])
 
-    def __init__(self):
-        super(NcVolumeModule, self).__init__()
-        if not instances.HAS_LIBVIRT:
-            self.ansible.fail_json(msg=missing_required_lib("libvirt-python"), exception=str(instances.LIBVIRT_IMPORT_ERROR))
-
-    def run(self):
-        conn = instances.connect(self.params["uri"])
-        try:
-            return attachments.converge(conn, self.params, check_mode=self.check_mode)
-        finally:
-            conn.close()
+    def with_connection(self, conn):
+        return attachments.converge(conn, self.params, check_mode=self.check_mode)
 
 
 def main():

@@ -21,6 +21,9 @@ import os
 import shutil
 import time
 
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.euca.cloud.plugins.module_utils.base import EucaModule
 from ansible_collections.euca.cloud.plugins.module_utils.compute import domain, seed, volumes
 from ansible_collections.euca.cloud.plugins.module_utils.compute.image_cache import ImageCache
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput
@@ -48,6 +51,32 @@ def connect(uri):
         return libvirt.open(uri)
     except libvirt.libvirtError as exc:
         raise LibvirtFailed("cannot connect to libvirt at %s: %s (is libvirtd running there?)" % (uri, exc))
+
+
+class LibvirtModule(EucaModule):
+    """Base of the node modules that talk to libvirt: a missing libvirt-python is reported the
+    Ansible way, input is checked before connecting (``prepare``), and one connection serves the
+    run (``with_connection``)."""
+
+    def __init__(self):
+        super(LibvirtModule, self).__init__()
+        if not HAS_LIBVIRT:
+            self.ansible.fail_json(msg=missing_required_lib("libvirt-python"), exception=str(LIBVIRT_IMPORT_ERROR))
+
+    def prepare(self):
+        """Check the input; nothing is touched and no connection is made yet."""
+
+    def with_connection(self, conn):
+        """Do the work with ``conn``; return the module result."""
+        raise NotImplementedError
+
+    def run(self):
+        self.prepare()
+        conn = connect(self.params["uri"])
+        try:
+            return self.with_connection(conn)
+        finally:
+            conn.close()
 
 
 def _state_name(dom):
