@@ -22,7 +22,7 @@ PYTEST_ARGS ?=
 # and the collection has no PowerShell.
 SANITY := $(BIN)/ansible-test sanity --python-interpreter $(PY) --color no --skip-test pslint
 
-LINT := $(BIN)/ansible-lint --profile production --offline playbooks/ roles/
+LINT := $(BIN)/ansible-lint --profile production --offline playbooks/ roles/ collections/ansible_collections/euca/cloud/roles/
 
 .PHONY: help setup test pytest unit integration sanity lint bench demo clean distclean
 

@@ -8,9 +8,10 @@ from . import netns as _netns
 from .postgres import PostgresServer, PostgresUnavailable, TEST_DATABASE
 from . import runner as _runner
 from . import guest_image as _guest_image
+from .supervisor import Supervisor
 
 __all__ = ["netns", "netns_session_guard", "postgres_server", "postgres_dsn", "pg_database",
-           "ansible_runner_dir", "guest_image"]
+           "ansible_runner_dir", "guest_image", "supervisor"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -78,3 +79,11 @@ def ansible_runner_dir(tmp_path):
 def guest_image() -> dict:
     """The guest image of roles/test_image (built or found in the cache): paths, checksums, sizes."""
     return _guest_image.guest_image_paths()
+
+
+@pytest.fixture
+def supervisor(tmp_path):
+    """A private supervisord (started by the first role that needs it), shut down at teardown."""
+    sup = Supervisor(tmp_path / "supervisor")
+    yield sup
+    sup.stop()
