@@ -1,6 +1,6 @@
 """Walrus (a directory served by a real nginx) and the node's image cache, inside a namespace.
 
-nginx listens on the namespace's loopback; the image_cache module runs inside the namespace
+roles/walrus deploys nginx (under a private supervisord) on the namespace's loopback; the image_cache module runs inside the namespace
 too (its interpreter is ``ip netns exec <ns> python``), so every download is a real HTTP GET
 that nginx's access log counts. nginx is rate-limited so that concurrent fetches overlap.
 """
@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ansible_collections.euca.cloud.plugins.module_utils.compute.image_cache import ImageCache
 from harness.runner import run_module, run_playbook
@@ -29,46 +30,31 @@ PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 MIB = 1 << 20
 
 
+def deploy_walrus(ns, supervisor, work, **role_vars):
+    """Run roles/walrus for a store in ``work`` served on the namespace's loopback."""
+    play = os.path.join(work, "walrus.yml")
+    role = dict({"role": "euca.cloud.walrus", "walrus_namespace": ns.name,
+                 "walrus_store_dir": os.path.join(work, "store"), "walrus_listen": "127.0.0.1:%d" % PORT,
+                 "walrus_state_dir": os.path.join(work, "nginx")}, **role_vars)
+    with open(play, "w") as handle:
+        yaml.safe_dump([{"hosts": "localhost", "gather_facts": False, "vars": supervisor.role_vars,
+                         "roles": [role]}], handle)
+    return run_playbook(play, inventory="localhost ansible_connection=local ansible_python_interpreter=%s"
+                        % sys.executable)
+
+
 @pytest.fixture
-def walrus(netns):
-    """nginx serving a fresh store directory at http://127.0.0.1:8773 inside a namespace."""
+def walrus(netns, supervisor):
+    """roles/walrus serving a fresh store directory at http://127.0.0.1:8773 inside a namespace."""
     ns = netns()
+    ns.ip("link", "set", "lo", "up")
     work = tempfile.mkdtemp(prefix="eut-walrus-", dir="/tmp")
     os.chmod(work, 0o755)
     store, logs = os.path.join(work, "store"), os.path.join(work, "nginx")
-    os.makedirs(store)
-    os.makedirs(logs)
-    conf = os.path.join(logs, "nginx.conf")
-    with open(conf, "w") as handle:
-        handle.write(textwrap.dedent("""\
-            daemon off;
-            user root;
-            worker_processes 1;
-            pid {logs}/nginx.pid;
-            error_log {logs}/error.log;
-            events {{ worker_connections 64; }}
-            http {{
-                access_log {logs}/access.log;
-                client_body_temp_path {logs}/body;
-                proxy_temp_path {logs}/proxy;
-                fastcgi_temp_path {logs}/fastcgi;
-                uwsgi_temp_path {logs}/uwsgi;
-                scgi_temp_path {logs}/scgi;
-                default_type application/octet-stream;
-                sendfile on;
-                server {{
-                    listen 127.0.0.1:{port};
-                    root {store};
-                    limit_rate 16m;
-                }}
-            }}
-            """).format(logs=logs, store=store, port=PORT))
-    ns.spawn(["nginx", "-c", conf], stderr=open(os.path.join(logs, "stderr"), "w"))
-    deadline = time.monotonic() + 10
-    probe = "import socket; socket.create_connection(('127.0.0.1', %d), 1)" % PORT
-    while ns.run(sys.executable, "-c", probe, check=False).returncode != 0:
-        assert time.monotonic() < deadline, open(os.path.join(logs, "error.log")).read()
-        time.sleep(0.1)
+    # rate-limited so that concurrent fetches overlap
+    deployed = deploy_walrus(ns, supervisor, work, walrus_limit_rate="16m")
+    assert deployed.rc == 0, deployed.stdout[-3000:]
+    assert supervisor.pid("euca-walrus") in ns.ns_pids()
     python = os.path.join(work, "python-in-ns")
     with open(python, "w") as handle:
         handle.write("#!/bin/sh\nexec ip netns exec %s %s \"$@\"\n" % (ns.name, sys.executable))
@@ -257,3 +243,29 @@ def test_register_image_playbook_then_a_node_fetches_what_the_ledger_says(walrus
     for record in images:
         path = fetched["images"][record["id"]]["path"]
         assert "sha256:" + hashlib.sha256(open(path, "rb").read()).hexdigest() == record["checksum"]
+
+
+def test_walrus_role_is_idempotent_read_only_and_restarts_for_new_config(walrus, supervisor):
+    """(The fixture deployed it once.) Nothing changes on a rerun; a changed setting restarts nginx."""
+    ns, work = walrus["ns"], walrus["work"]
+    pid = supervisor.pid("euca-walrus")
+    again = deploy_walrus(ns, supervisor, work, walrus_limit_rate="16m")
+    assert again.rc == 0 and again.stats["changed"].get("localhost", 0) == 0, again.stdout[-3000:]
+    assert supervisor.pid("euca-walrus") == pid
+    os.makedirs(os.path.join(walrus["store"], "images"), exist_ok=True)
+    with open(os.path.join(walrus["store"], "images", "hello"), "w") as handle:
+        handle.write("hello walrus")
+    fetch = ("import sys, urllib.request\n"
+             "req = urllib.request.Request(sys.argv[1], method=sys.argv[2], data=b'x' if sys.argv[2] == 'PUT' else None)\n"
+             "try:\n    print(urllib.request.urlopen(req, timeout=5).read().decode())\n"
+             "except urllib.error.HTTPError as exc:\n    print(exc.code)\n")
+    url = walrus["url"] + "/images/hello"
+    assert ns.run(sys.executable, "-c", fetch, url, "GET").stdout.strip() == "hello walrus"
+    assert ns.run(sys.executable, "-c", fetch, url, "PUT").stdout.strip() == "403"  # read-only
+
+    changed = deploy_walrus(ns, supervisor, work, walrus_limit_rate="32m")
+    assert changed.rc == 0 and changed.stats["changed"].get("localhost", 0) >= 2, changed.stdout[-3000:]
+    assert supervisor.pid("euca-walrus") not in (0, pid)
+    with open(os.path.join(work, "nginx", "nginx.conf")) as handle:
+        assert "limit_rate 32m;" in handle.read()
+    assert ns.run(sys.executable, "-c", fetch, url, "GET").stdout.strip() == "hello walrus"
