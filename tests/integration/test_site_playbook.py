@@ -9,6 +9,7 @@ namespace, Walrus's nginx on the host's loopback (the node's image cache fetches
 import os
 import subprocess
 import sys
+import time
 
 import libvirt
 import pytest
@@ -27,13 +28,14 @@ def changed(run):
     return sum(run.stats["changed"].values())
 
 
-def test_site_deploys_the_sandbox_and_reruns_clean(supervisor, tmp_path):
+def test_site_deploys_the_sandbox_and_runs_an_instance(supervisor, guest_image, tmp_path):
     cloud, outside = _netns.new_name(), _netns.new_name()
     CACHE.mkdir(parents=True, exist_ok=True)
     extravars = dict(
         supervisor.role_vars,
         euca_namespace=cloud, euca_outside_namespace=outside,
         euca_ledger=str(tmp_path / "clc" / "ledger.sqlite"), euca_dhcp_state_dir=str(tmp_path / "dhcp"),
+        euca_dhcp_user="root",  # pytest's tmp_path is not searchable by dnsmasq's own user
         walrus_store_dir=str(tmp_path / "walrus"), walrus_state_dir=str(tmp_path / "walrus-nginx"),
         walrus_listen="127.0.0.1:%d" % WALRUS_PORT, euca_walrus_url="http://127.0.0.1:%d" % WALRUS_PORT,
         sc_volumes_dir=str(tmp_path / "volumes"), sc_tgt_socket=str(tmp_path / "tgt" / "socket"),
@@ -69,7 +71,72 @@ def test_site_deploys_the_sandbox_and_reruns_clean(supervisor, tmp_path):
 
         second = run_playbook(REPO_ROOT / "playbooks" / "site.yml", inventory=INVENTORY, extravars=extravars)
         assert second.rc == 0 and changed(second) == 0, second.stdout[-4000:]
+
+        # register the test image (kernel, ramdisk, machine image), make a group, run an instance
+        for name, key, kind, more in (("test-kernel", "kernel", "kernel", {}), ("test-ramdisk", "ramdisk", "ramdisk", {}),
+                                      ("test-image", "root", "machine", {"image_kernel": "test-kernel",
+                                                                         "image_ramdisk": "test-ramdisk"})):
+            reg = run_playbook(REPO_ROOT / "playbooks" / "register-image.yml", inventory=INVENTORY,
+                               extravars=dict(extravars, image_name=name, image_src=guest_image[key]["path"],
+                                              image_kind=kind, **more))
+            assert reg.rc == 0, reg.stdout[-3000:]
+        group = run_module("euca.cloud.security_group", dict(
+            ledger=extravars["euca_ledger"], name="web", rules=[{"protocol": "tcp", "from_port": 80, "cidr": "0.0.0.0/0"}]))
+        assert not group.failed, group.result.get("msg")
+
+        def instances():
+            view = run_module("euca.cloud.ledger_info", dict(ledger=extravars["euca_ledger"])).result
+            return view["instances"]
+
+        for bad, message in ((dict(image="no-such-image"), "unknown image"), (dict(group="no-such-group"), "unknown"),
+                             (dict(count=0), "at least 1")):
+            args = dict(dict(instance_name="web", image="test-image", group="web"), **bad)
+            refused = run_playbook(REPO_ROOT / "playbooks" / "run-instances.yml", inventory=INVENTORY,
+                                   extravars=dict(extravars, **args))
+            assert refused.rc != 0 and message in refused.stdout, (bad, refused.stdout[-2000:])
+        assert instances() == []
+
+        run = run_playbook(REPO_ROOT / "playbooks" / "run-instances.yml", inventory=INVENTORY,
+                           extravars=dict(extravars, instance_name="web", image="test-image", group="web"))
+        assert run.rc == 0, run.stdout[-4000:]
+        (inst,) = instances()
+        assert inst["state"] == "running", inst
+        console = tmp_path / "instances" / inst["id"] / "console.log"
+        deadline = time.monotonic() + 120
+        while "EUCA-READY" not in (console.read_text(errors="replace") if console.exists() else ""):
+            assert time.monotonic() < deadline, console.read_text(errors="replace")[-3000:] if console.exists() else "no console"
+            time.sleep(0.5)
+        assert "EUCA-LEASE %s" % inst["private_ip"] in console.read_text(errors="replace")
+        answer = ns.run(sys.executable, "-c", "import urllib.request, sys; "
+                        "print(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode().strip())",
+                        "http://%s/" % inst["private_ip"], check=False)
+        assert answer.stdout.strip() == inst["id"], answer.stdout + answer.stderr
+
+        # A rerun launches nothing and changes no network item; the CC's appliers only restamp the ledger
+        # generation that "mark running" advanced after they ran. The run after that changes nothing at all.
+        rerun = run_playbook(REPO_ROOT / "playbooks" / "run-instances.yml", inventory=INVENTORY,
+                             extravars=dict(extravars, instance_name="web", image="test-image", group="web"))
+        assert rerun.rc == 0, rerun.stdout[-4000:]
+        for ev in rerun.events:
+            res = ev.get("event_data", {}).get("res", {})
+            if ev.get("event") == "runner_on_ok" and res.get("changed"):
+                summary = res.get("summary") or {}
+                assert summary and not (summary["added"] or summary["removed"] or summary["modified"]), \
+                    (ev["event_data"].get("task"), res)
+        third = run_playbook(REPO_ROOT / "playbooks" / "run-instances.yml", inventory=INVENTORY,
+                             extravars=dict(extravars, instance_name="web", image="test-image", group="web"))
+        assert third.rc == 0 and changed(third) == 0, third.stdout[-4000:]
+        assert [i["id"] for i in instances()] == [inst["id"]]
     finally:
+        try:
+            conn = libvirt.open("qemu+unix:///system?socket=%s/libvirtd/run/libvirt-sock" % tmp_path)
+            for dom in conn.listAllDomains():
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefine()
+            conn.close()
+        except libvirt.libvirtError:
+            pass
         supervisor.stop()
         gone = run_playbook(REPO_ROOT / "playbooks" / "sandbox.yml", inventory=INVENTORY,
                             extravars=dict(extravars, euca_sandbox_state="absent"))
@@ -77,3 +144,6 @@ def test_site_deploys_the_sandbox_and_reruns_clean(supervisor, tmp_path):
             _netns.Netns(name).delete()
         assert gone.rc == 0, gone.stdout[-3000:]
     assert not {cloud, outside} & set(_netns.list_namespaces())
+    # nothing the cloud started outlives the sandbox (dnsmasq, QEMU run inside its namespace)
+    leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+    assert leftover == [], leftover
