@@ -127,6 +127,21 @@ def test_site_deploys_the_sandbox_and_runs_an_instance(supervisor, guest_image, 
                              extravars=dict(extravars, instance_name="web", image="test-image", group="web"))
         assert third.rc == 0 and changed(third) == 0, third.stdout[-4000:]
         assert [i["id"] for i in instances()] == [inst["id"]]
+
+        # terminate: an unknown id is refused before anything changes; then the instance goes everywhere
+        unknown = run_playbook(REPO_ROOT / "playbooks" / "terminate-instances.yml", inventory=INVENTORY,
+                               extravars=dict(extravars, instance_ids="%s,i-0badbad0" % inst["id"]))
+        assert unknown.rc != 0 and "no live instance i-0badbad0; nothing was changed" in unknown.stdout
+        assert [i["id"] for i in instances()] == [inst["id"]]
+        gone = run_playbook(REPO_ROOT / "playbooks" / "terminate-instances.yml", inventory=INVENTORY,
+                            extravars=dict(extravars, instance_name="web"))
+        assert gone.rc == 0, gone.stdout[-4000:]
+        assert instances() == [] and not (tmp_path / "instances" / inst["id"]).exists()
+        conn = libvirt.open("qemu+unix:///system?socket=%s/libvirtd/run/libvirt-sock" % tmp_path)
+        assert conn.listAllDomains() == []
+        conn.close()
+        hosts = "".join(p.read_text() for p in (tmp_path / "dhcp").rglob("*") if p.is_file() and "host" in p.name)
+        assert inst["mac"] not in hosts  # its DHCP reservation went with it
     finally:
         try:
             conn = libvirt.open("qemu+unix:///system?socket=%s/libvirtd/run/libvirt-sock" % tmp_path)
