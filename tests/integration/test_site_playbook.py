@@ -128,6 +128,32 @@ def test_site_deploys_the_sandbox_and_runs_an_instance(supervisor, guest_image, 
         assert third.rc == 0 and changed(third) == 0, third.stdout[-4000:]
         assert [i["id"] for i in instances()] == [inst["id"]]
 
+        # an elastic IP: HTTP from the outside namespace reaches the instance; disassociated, nothing answers
+        def outside_http(address):
+            got = out.run(sys.executable, "-c", "import urllib.request, sys; "
+                          "print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode().strip())",
+                          "http://%s/" % address, check=False, timeout=30)
+            return got.stdout.strip() if got.returncode == 0 else None
+
+        for action, more in (("allocate", {}), ("associate", {"instance": inst["id"]})):
+            step = run_playbook(REPO_ROOT / "playbooks" / ("%s-address.yml" % action), inventory=INVENTORY,
+                                extravars=dict(extravars, address_name="web-ip", **more))
+            assert step.rc == 0, step.stdout[-4000:]
+        eip = step.task_result("Change the address, associate")["address"]["public_ip"]
+        assert eip.startswith("203.0.113.")
+        deadline = time.monotonic() + 20
+        while outside_http(eip) != inst["id"]:
+            assert time.monotonic() < deadline, "no answer from %s through the elastic IP" % eip
+            time.sleep(0.5)
+        missing = run_playbook(REPO_ROOT / "playbooks" / "associate-address.yml", inventory=INVENTORY,
+                               extravars=dict(extravars, address_name="web-ip"))
+        assert missing.rc != 0 and "-e instance=<i-id>" in missing.stdout
+        for action in ("disassociate", "release"):
+            step = run_playbook(REPO_ROOT / "playbooks" / ("%s-address.yml" % action), inventory=INVENTORY,
+                                extravars=dict(extravars, address_name="web-ip"))
+            assert step.rc == 0, step.stdout[-4000:]
+            assert outside_http(eip) is None
+
         # terminate: an unknown id is refused before anything changes; then the instance goes everywhere
         unknown = run_playbook(REPO_ROOT / "playbooks" / "terminate-instances.yml", inventory=INVENTORY,
                                extravars=dict(extravars, instance_ids="%s,i-0badbad0" % inst["id"]))
