@@ -259,9 +259,9 @@ def test_idempotence_generations_drift_and_bad_input(netns, tmp_path, backend):
     # nothing was written by any of them: same tables, same handles, same addresses
     assert cloud.ruleset() == applied
 
-    # a newer generation with the same content is recorded (and only that changes)
+    # a newer generation with the same content is recorded (and only that: no change is reported)
     nat = run_module("euca.cloud.nat", nat_args(cloud, backend, generation=7))
-    assert nat.changed and nat.result["generation"] == 7
+    assert not nat.changed and nat.result["generation"] == 7
     assert "generation=7" in cloud.ruleset()
 
     # drift: flush our rules behind the modules' back; traffic breaks, a re-apply repairs it

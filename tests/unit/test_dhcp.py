@@ -282,9 +282,9 @@ def test_generations(state_dir, running):
     running(applied(state_dir, BASE, generation=7))
     with pytest.raises(Conflict, match="refusing to apply ledger generation 6: generation 7 is already applied"):
         plan_for(state_dir, BASE, generation=6)
-    # same content, newer generation: only the record is written, dnsmasq is left alone
+    # same content, newer generation: only the record is written (no change to report), dnsmasq is left alone
     res, out = plan_for(state_dir, BASE, generation=8)
-    assert out["changed"] and out["commands"] == [f"write {state_dir}/generation"] and res.action == "none"
+    assert not out["changed"] and out["commands"] == [f"write {state_dir}/generation"] and res.action == "none"
     res, out = plan_for(state_dir, BASE, generation=7)
     assert not out["changed"]
 

@@ -97,7 +97,11 @@ def test_older_generation_is_refused():
 def test_newer_generation_with_the_same_content_is_recorded():
     store = Store([{"id": 1}], generation=42)
     out = config.converge(store, [{"id": 1}], "overridden", generation=43)
-    assert out["changed"] and store.generation == 43
+    # recorded, but not reported as a change: the items are as they were
+    assert not out["changed"] and out["commands"] and store.generation == 43
+    # in check mode nothing is recorded
+    assert not config.converge(store, [{"id": 1}], "overridden", check_mode=True, generation=44)["changed"]
+    assert store.generation == 43
     assert not config.converge(store, [{"id": 1}], "overridden", generation=43)["changed"]
 
 

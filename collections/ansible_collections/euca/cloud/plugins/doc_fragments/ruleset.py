@@ -22,6 +22,7 @@ options:
     description:
       - The ledger generation the configuration was read at (what M(euca.cloud.ledger_info) returns). It is recorded
         in the ruleset; an older generation than the recorded one is refused. Without it the recorded one is kept.
+      - A newer generation with the same rules is recorded without reporting a change (the data plane is as it was).
     type: int
   namespace:
     description:

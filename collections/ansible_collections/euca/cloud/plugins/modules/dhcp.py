@@ -123,6 +123,7 @@ options:
     description:
       - The ledger generation the configuration was read at. It is recorded, and a lower one than the recorded one
         is refused.
+      - A newer generation with the same configuration is recorded without reporting a change; dnsmasq is left alone.
     type: int
 notes:
   - Needs dnsmasq (Debian package C(dnsmasq-base)) and, with O(namespace), iproute2.

@@ -49,6 +49,10 @@ class Resource:
         ``force``: plan the full apply even when nothing differs (to record a newer generation)."""
         raise NotImplementedError
 
+    def records_only(self, plan):
+        """Whether ``plan`` does nothing but record the ledger generation (not a change to report)."""
+        return False
+
     def apply(self, plan, after, generation):
         """Execute ``plan`` in one batch; ``after`` and ``generation`` are what it establishes."""
         raise NotImplementedError
@@ -125,11 +129,15 @@ def converge(resource, config, state, check_mode=False, generation=None):
     if resource.generations and generation is None:
         generation = applied
     plan = resource.plan(before, after)
-    if resource.generations and not plan and generation is not None and generation != applied:
-        # Same content, newer generation: record it so an older job cannot roll back past it.
+    # Same content, newer generation: record it so an older job cannot roll back past it. The data
+    # plane is unchanged, so this is no change to report: a converge that only catches up with ledger
+    # writes that did not concern this host stays idempotent (changed=0 on a rerun).
+    restamp = (resource.generations and generation is not None and generation != applied
+               and (not plan or resource.records_only(plan)))
+    if restamp and not plan:
         plan = resource.plan(before, after, force=True)
     result = {
-        "changed": bool(plan),
+        "changed": bool(plan) and not restamp,
         "before": before,
         "after": after,
         "commands": plan,

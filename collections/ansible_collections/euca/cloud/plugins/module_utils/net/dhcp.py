@@ -545,6 +545,9 @@ class Dhcp(Resource):
         self.action = action
         return commands
 
+    def records_only(self, plan):
+        return plan == ["write %s" % self.path(GENERATION_FILE)]
+
     def _check_readable(self):
         """dnsmasq drops root and re-reads the hosts file as that user on SIGHUP: refuse a
         state_dir it could not reach (it would run, log 'Permission denied' and serve nothing)."""
