@@ -22,7 +22,7 @@ options:
         on first use and migrated to the current schema.
       - A C(postgresql://) DSN selects PostgreSQL (requires psycopg 3 on the CLC host).
     type: str
-    default: /var/lib/euca/ledger.sqlite
+    default: /var/lib/euca/clc/ledger.sqlite
   ledger_timeout:
     description:
       - Seconds to wait for the ledger's write lock held by another job before failing.

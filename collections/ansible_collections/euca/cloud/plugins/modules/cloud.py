@@ -83,7 +83,7 @@ seealso:
 EXAMPLES = r"""
 - name: A VLAN-mode cloud with a small elastic IP pool
   euca.cloud.cloud:
-    ledger: /var/lib/euca/ledger.sqlite
+    ledger: /var/lib/euca/clc/ledger.sqlite
     network_mode: vlan
     private_network: 10.100.0.0/16
     addresses_per_group: 64

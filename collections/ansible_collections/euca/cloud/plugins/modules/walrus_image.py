@@ -64,7 +64,7 @@ EXAMPLES = r"""
 
 - name: Register it in the ledger
   euca.cloud.image:
-    ledger: /var/lib/euca/ledger.sqlite
+    ledger: /var/lib/euca/clc/ledger.sqlite
     name: euca-test
     kind: machine
     format: raw

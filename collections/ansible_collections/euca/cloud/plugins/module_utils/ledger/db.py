@@ -51,7 +51,7 @@ def psycopg_import_error():
     return _PSYCOPG.get("error")
 
 
-DEFAULT_LEDGER = "/var/lib/euca/ledger.sqlite"
+DEFAULT_LEDGER = "/var/lib/euca/clc/ledger.sqlite"
 
 # Any constant works; it only has to be the same for every writer of one database.
 _PG_WRITE_LOCK = 0x6575636131  # "euca1"
