@@ -169,6 +169,16 @@ def test_lifecycle_of_a_real_guest(node, tmp_path):
     assert conn.lookupByName(NAME).XMLDesc(0) == xml_before
     conn.close()
 
+    # a tap that fell off its bridge (the bridge was deleted and rebuilt) is plugged back in, hairpin on
+    node["ns"].run("ip", "link", "set", "dev", port, "nomaster")
+    cut = node["ns"].run(sys.executable, "-c", FETCH, "http://%s/" % IP, check=False)
+    assert cut.returncode != 0, cut.stdout
+    replug = ok(instance(node))
+    assert replug["changed"] and replug["actions"] == ["ports"]
+    link = json.loads(node["ns"].run("bridge", "-d", "-j", "link", "show", "dev", port).stdout)[0]
+    assert link["master"] == "eubr-100" and link["hairpin"] is True
+    assert http(node) == NAME + "\n"
+
     # reboot: a new boot on the console, the same address
     boot_ids = [line.split()[1] for line in console(node).splitlines() if line.startswith("EUCA-BOOT")]
     assert ok(action(node, action="reboot"))["changed"]

@@ -24,7 +24,8 @@ description:
     does not own (volumes attached later) are ignored and survive a redefinition.
   - A spec change on a running instance takes effect at its next start; the result says so with
     RV(restart_required).
-  - Each NIC's bridge port gets hairpin mode, so the instance can reach its own elastic IP through the CC.
+  - Each NIC's tap is kept a port of its bridge with hairpin mode, so the instance can reach its own elastic IP through
+    the CC; a bridge that was deleted and rebuilt gets the running instance's taps back (action C(ports)).
   - Everything is validated first (id, sizes, MACs, that the images are cached and the bridges exist); bad input
     defines and writes nothing.
   - For reboot and console output see M(euca.cloud.nc_instance_action).

@@ -218,10 +218,10 @@ class Instance:
         result = {"changed": bool(actions), "actions": actions, "restart_required": restart_required,
                   "diff": {"before": have or {}, "after": want or {}}}
         if check_mode or not actions:
-            # hairpin is runtime state of the ports: repair it even when nothing else changes
-            if not check_mode and want_state == "running" and state == "running" and self.ensure_hairpin(dom):
+            # bridge ports and their hairpin mode are runtime state: repair them even when nothing else changes
+            if not check_mode and want_state == "running" and state == "running" and self.ensure_ports(dom):
                 result["changed"] = True
-                actions.append("hairpin")
+                actions.append("ports")
             result["instance"] = self.describe(dom, want or have, state if not actions else None)
             return result
         try:
@@ -259,7 +259,7 @@ class Instance:
             self.stop(dom)
         if "start" in actions:
             dom.create()
-            self.ensure_hairpin(dom)
+            self.ensure_ports(dom)
         if p["wait"]:
             self.wait_for(dom, p["state"])
         return dom
@@ -313,17 +313,27 @@ class Instance:
                                     % (self.name, _state_name(dom), state, self.p["timeout"]))
             time.sleep(0.1)
 
-    def ensure_hairpin(self, dom):
-        """Hairpin mode on every NIC's bridge port; True when one had to be switched on."""
+    def ensure_ports(self, dom):
+        """Every NIC's tap is a port of its bridge, with hairpin mode; True when one had to be repaired.
+
+        A bridge deleted and rebuilt (drift, then reconcile) comes back without the running guests'
+        taps, and libvirt does not plug them in again: this does.
+        """
         changed = False
+        namespace = self.p.get("namespace")
         for nic in domain.parse(dom.XMLDesc(0))["nics"]:
             port = nic["port"]
             if not port:
                 continue
-            _rc, out, _err = run(["bridge", "-d", "-j", "link", "show", "dev", port], namespace=self.p.get("namespace"))
+            _rc, out, _err = run(["ip", "-j", "link", "show", "dev", port], namespace=namespace)
+            links = json.loads(out or "[]")
+            if links and nic.get("bridge") and links[0].get("master") != nic["bridge"]:
+                run(["ip", "link", "set", "dev", port, "master", nic["bridge"], "up"], namespace=namespace)
+                changed = True
+            _rc, out, _err = run(["bridge", "-d", "-j", "link", "show", "dev", port], namespace=namespace)
             links = json.loads(out or "[]")
             if links and not links[0].get("hairpin"):
-                run(["bridge", "link", "set", "dev", port, "hairpin", "on"], namespace=self.p.get("namespace"))
+                run(["bridge", "link", "set", "dev", port, "hairpin", "on"], namespace=namespace)
                 changed = True
         return changed
 
