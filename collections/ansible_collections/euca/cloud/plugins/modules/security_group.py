@@ -72,6 +72,30 @@ options:
       - Only applies when O(rules) is given.
     type: bool
     default: true
+  revoke_rules:
+    description:
+      - Ingress rules to remove from the group (EC2 C(RevokeSecurityGroupIngress)), in the shape of O(rules); a rule
+        the group does not have is no change. Applied after O(rules).
+    type: list
+    elements: dict
+    suboptions:
+      protocol:
+        description: IP protocol of the rule.
+        type: str
+        choices: [tcp, udp, icmp, all]
+        default: tcp
+      from_port:
+        description: First port of the range (for V(icmp), the ICMP type). Required unless O(revoke_rules[].protocol=all).
+        type: int
+      to_port:
+        description: Last port of the range (for V(icmp), the ICMP code). Defaults to O(revoke_rules[].from_port).
+        type: int
+      cidr:
+        description: Source addresses of the rule.
+        type: str
+      source_group:
+        description: Source security group of the rule.
+        type: str
   segment_id:
     description:
       - Segment id (VLAN tag or VXLAN id) for a new group, instead of the lowest free one.
@@ -112,6 +136,12 @@ EXAMPLES = r"""
     rules:
       - {protocol: udp, from_port: 53, cidr: 192.0.2.0/24}
     purge_rules: false
+
+- name: Revoke SSH from the operators' network, keep the other rules
+  euca.cloud.security_group:
+    name: web
+    revoke_rules:
+      - {protocol: tcp, from_port: 22, cidr: 198.51.100.0/24}
 
 - name: Delete the db group (its instances must be terminated)
   euca.cloud.security_group:
@@ -183,6 +213,10 @@ class SecurityGroupModule(LedgerModule):
             mutually_exclusive=[["cidr", "source_group"]], required_one_of=[["cidr", "source_group"]],
         ),
         purge_rules=dict(type="bool", default=True),
+        revoke_rules=dict(
+            type="list", elements="dict", options=RULE_SPEC,
+            mutually_exclusive=[["cidr", "source_group"]], required_one_of=[["cidr", "source_group"]],
+        ),
         segment_id=dict(type="int"),
         subnet=dict(type="str"),
     )
@@ -191,7 +225,7 @@ class SecurityGroupModule(LedgerModule):
         p = self.params
         outcome = self.converge(
             groups.ensure_group, p["name"], state=p["state"], description=p["description"], rules=p["rules"],
-            purge_rules=p["purge_rules"], segment_id=p["segment_id"], subnet=p["subnet"],
+            purge_rules=p["purge_rules"], segment_id=p["segment_id"], subnet=p["subnet"], revoke_rules=p["revoke_rules"],
         )
         outcome["security_group"] = outcome.pop("group")
         return outcome

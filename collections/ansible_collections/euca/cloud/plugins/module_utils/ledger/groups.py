@@ -133,8 +133,12 @@ def view(txn, row):
     }
 
 
-def ensure_group(txn, name, state="present", description=None, rules=None, purge_rules=True, segment_id=None, subnet=None):
+def ensure_group(txn, name, state="present", description=None, rules=None, purge_rules=True, segment_id=None, subnet=None,
+                 revoke_rules=None):
     """Create, update or delete a security group and its rules.
+
+    ``revoke_rules`` are removed if the group has them (EC2 RevokeSecurityGroupIngress); each is
+    validated like a rule to add, and one the group does not have is no change.
 
     A new group gets the lowest free segment id and subnet slice unless they are given;
     segment and subnet of an existing group cannot change (instances are wired to them).
@@ -201,5 +205,18 @@ def ensure_group(txn, name, state="present", description=None, rules=None, purge
                         name, rule["protocol"], rule["from_port"], rule["to_port"], rule["cidr"], rule["source_group"],
                     )
                     changed = True
+    if revoke_rules:
+        have = set(_key(r) for r in txn.rows(
+            "SELECT protocol, from_port, to_port, cidr, source_group FROM group_rules WHERE group_name = ?", name))
+        for rule in revoke_rules:
+            normal = normalize_rule(txn, name, rule)
+            if _key(normal) in have:
+                txn.exec(
+                    "DELETE FROM group_rules WHERE group_name = ? AND protocol = ? AND from_port = ? AND to_port = ? "
+                    "AND cidr = ? AND source_group = ?",
+                    name, normal["protocol"], normal["from_port"], normal["to_port"], normal["cidr"], normal["source_group"],
+                )
+                have.discard(_key(normal))
+                changed = True
     after = view(txn, get_group(txn, name))
     return {"changed": changed, "before": before, "after": after, "group": after}
