@@ -3,7 +3,7 @@
 import pytest
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidInput
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import addresses, cloud, db, groups, images, instances, slices
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import addresses, cloud, db, groups, images, instances, slices, tables
 from ansible_collections.euca.cloud.plugins.module_utils.net import ledger_view
 
 
@@ -65,3 +65,40 @@ def test_nc_config_gives_image_cache_and_nc_instance_their_input(cluster_slice):
                    "ramdisk": None, "vcpus": source["cores"], "memory_mb": source["memory_mb"],
                    "root_size_gb": source["disk_gb"], "hostname": source["id"],
                    "nics": [{"bridge": "eubr-%d" % (100 if source["group"] == "web" else 101), "mac": source["mac"]}]}
+
+
+def test_revoke_rules_removes_only_the_named_rules(tmp_path):
+    with db.Ledger(str(tmp_path / "l.sqlite")) as ledger:
+        with ledger.write() as txn:
+            cloud.ensure_settings(txn, {"network_mode": "vxlan", "private_network": "10.128.0.0/16",
+                                        "public_ips": ["203.0.113.32/28"], "segment_range": [100, 199]})
+            groups.ensure_group(txn, "web", rules=[{"protocol": "tcp", "from_port": 80, "cidr": "0.0.0.0/0"},
+                                                   {"protocol": "tcp", "from_port": 22, "cidr": "198.51.100.0/24"}])
+        with ledger.write() as txn:
+            out = groups.ensure_group(txn, "web", revoke_rules=[{"protocol": "tcp", "from_port": 22, "to_port": None,
+                                                                 "cidr": "198.51.100.0/24", "source_group": None}])
+        assert out["changed"]
+        assert out["group"]["rules"] == [{"protocol": "tcp", "from_port": 80, "to_port": 80, "cidr": "0.0.0.0/0"}]
+        with ledger.write() as txn:
+            # a rule the group does not have is no change; a malformed one is refused
+            assert not groups.ensure_group(txn, "web", revoke_rules=[{"from_port": 22, "cidr": "198.51.100.0/24"}])["changed"]
+            with pytest.raises(InvalidInput, match="port 70000 is outside 0-65535"):
+                groups.ensure_group(txn, "web", revoke_rules=[{"from_port": 70000, "cidr": "198.51.100.0/24"}])
+
+
+def test_describe_tables(cluster_slice):
+    lines = tables.describe(cluster_slice)
+    start = lines.index("INSTANCES (2)")
+    header, web, db_ = lines[start + 1:start + 4]
+    assert header.split("  ")[0] == "ID" and "PUBLIC IP" in header
+    by_id = dict((i["id"], i) for i in cluster_slice["instances"])
+    eip = [a for a in cluster_slice["elastic_ips"] if a["instance"]][0]
+    rows = dict((line.split()[0], line.split()) for line in (web, db_))
+    assert rows[eip["instance"]][6] == eip["public_ip"]
+    other = [i for i in rows if i != eip["instance"]][0]
+    assert rows[other][6] == "-" and rows[other][5] == by_id[other]["private_ip"]
+    # columns line up: every cell of a column starts where its header does
+    column = header.index("PRIVATE IP")
+    assert web[column:].split()[0] == rows[web.split()[0]][5]
+    assert "GROUPS (2)" in lines and any("tcp:5432<-web" in line and "all<-198.51.100.0/24" in line for line in lines)
+    assert lines[lines.index("NODES (1)") + 2].split() == ["nc1", "a", "enabled", "2/8", "256/4096", "2"]
