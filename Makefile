@@ -22,12 +22,13 @@ PYTEST_ARGS ?=
 # and the collection has no PowerShell.
 SANITY := $(BIN)/ansible-test sanity --python-interpreter $(PY) --color no --skip-test pslint
 
-LINT := $(BIN)/ansible-lint --profile production --offline playbooks/ roles/ collections/ansible_collections/euca/cloud/roles/
+LINT := $(BIN)/ansible-lint --profile production --offline playbooks/ roles/ inventories/ molecule/ collections/ansible_collections/euca/cloud/roles/
 
-.PHONY: help setup test pytest unit integration sanity lint bench demo clean distclean
+.PHONY: help setup test pytest unit integration sanity lint bench demo demo-clean clean distclean
 
 help:
 	@echo "make demo        set up, then run playbooks/demo.yml (the all-in-one sandbox)"
+	@echo "make demo-clean  remove every trace of the demo (playbooks/clean.yml)"
 	@echo "make test        set up, then pytest (unit + integration), ansible-test sanity, ansible-lint"
 	@echo "make setup       scripts/bootstrap: Debian packages (bindep.txt) + .venv (requirements.txt)"
 	@echo "make unit | integration | sanity | lint | bench | clean | distclean"
@@ -67,6 +68,9 @@ bench: setup
 
 demo: setup
 	$(BIN)/ansible-playbook playbooks/demo.yml
+
+demo-clean: setup
+	$(BIN)/ansible-playbook playbooks/clean.yml
 
 clean:
 	rm -rf $(COLLECTION)/tests/output .pytest_cache

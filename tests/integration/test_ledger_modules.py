@@ -10,9 +10,9 @@ was by dumping all of its tables before and after.
 from __future__ import annotations
 
 import json
-import sqlite3
 
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import cloud, db, groups, images, instances
+from harness.ledger_dump import dump
 from harness.runner import local_inventory, run_playbook
 
 CHECKSUM = "ab" * 32
@@ -56,16 +56,6 @@ def results(run, *titles):
 
 def result(run, title):
     return results(run, title)[0]
-
-
-def dump(ledger):
-    """Every row of every table (read-only: never creates or changes the file)."""
-    conn = sqlite3.connect("file:%s?mode=ro" % ledger, uri=True)
-    try:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")]
-        return dict((t, conn.execute("SELECT * FROM %s ORDER BY 1, 2" % t).fetchall()) for t in tables)
-    finally:
-        conn.close()
 
 
 def seed(ledger, public_ips=("203.0.113.10-203.0.113.20",), nodes=("nc1",), cores=8, more=None):

@@ -273,7 +273,7 @@ def test_attach_write_detach_reattach_and_snapshot(cluster):
     assert guest_read(env, b["private_ip"], dev, 21) == "written-by-%s" % a["id"]
 
     # a snapshot keeps its moment: later writes do not reach it, a volume made from it has it
-    snap = play(env, "snapshot-volume.yml", snapshot_name="data-1", volume="data")
+    snap = play(env, "create-snapshot.yml", snapshot_name="data-1", volume="data")
     assert snap.rc == 0, snap.stdout[-3000:]
     snap_id = snap.task_result("Record the snapshot in the ledger")["snapshot"]["id"]
     assert snap.task_result("Copy the bytes")["changed"]
