@@ -1,35 +1,147 @@
-"""The README's demo playbook: runs on the sandbox inventory, and a second run changes nothing."""
+"""The README's demo as the molecule scenario molecule/default, on the sandbox inventory moved to
+throwaway namespaces, directories and a private supervisord (EUCA_MOLECULE_VARS):
 
-from pathlib import Path
+- create, converge (playbooks/demo.yml: deploy, image, groups, instances, elastic IPs, a volume),
+  idempotence (the second converge reports changed=0) and verify (packets from the outside);
+- reconcile: the CC wiped (our nft tables flushed, the segment bridges deleted, dnsmasq killed)
+  breaks verify; reconcile.yml restores it and verify passes again;
+- the day-2 operations on the live cloud: stop/start, revoke/authorize, evict-node/add-node;
+- destroy (playbooks/clean.yml) leaves no namespace, no process and no state behind.
+"""
 
+import json
+import os
+import subprocess
+import sys
+
+import libvirt
+import pytest
+import yaml
+
+from harness import netns as _netns
+from harness.guest_image import image_dir
+from harness.libvirtd import CACHE
 from harness.runner import REPO_ROOT, run_playbook
 
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import db, slices
+pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.slow]
 
-DEMO = REPO_ROOT / "playbooks" / "demo.yml"
-SANDBOX = str(REPO_ROOT / "inventories" / "sandbox" / "hosts.yml")
+INVENTORY = str(REPO_ROOT / "inventories" / "sandbox")
+WALRUS_PORT = 18774
 
 
-def test_demo_walkthrough_is_idempotent(tmp_path):
-    ledger = str(tmp_path / "ledger.sqlite")
-    first = run_playbook(DEMO, extravars={"euca_ledger": ledger}, inventory=SANDBOX)
-    assert first.rc == 0, first.stdout[-3000:]
-    assert first.stats["changed"].get("localhost", 0) >= 10
-    # the second attachment was refused, with the holder named
-    refusal = first.task_result("Report the refusal")["msg"]
-    assert "is attached to i-" in refusal and "detach it first" in refusal
+def changed(run):
+    return sum(run.stats["changed"].values())
 
-    with db.Ledger(ledger) as handle:
-        with handle.read() as txn:
-            before = slices.read_slice(txn, "cloud")
-    assert len(before["instances"]) == 3 and all(i["state"] == "running" for i in before["instances"])
-    assert [v["state"] for v in before["volumes"]] == ["in-use"]
-    assert before["elastic_ips"][0]["public_ip"] == "203.0.113.32" and before["elastic_ips"][0]["instance"]
 
-    second = run_playbook(DEMO, extravars={"euca_ledger": ledger}, inventory=SANDBOX)
-    assert second.rc == 0, second.stdout[-3000:]
-    assert second.stats["changed"].get("localhost", 0) == 0
-    with db.Ledger(ledger) as handle:
-        with handle.read() as txn:
-            assert slices.read_slice(txn, "cloud") == before
-    assert Path(ledger).exists()
+def molecule(step, varsfile):
+    env = dict(os.environ, EUCA_MOLECULE_VARS=str(varsfile), NO_COLOR="1",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    return subprocess.run([os.path.join(os.path.dirname(sys.executable), "molecule"), step, "-s", "default"],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+
+
+def test_demo_scenario_converges_verifies_reconciles_and_cleans_up(supervisor, guest_image, tmp_path):
+    cloud, outside = _netns.new_name(), _netns.new_name()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    extravars = dict(
+        supervisor.role_vars,
+        euca_namespace=cloud, euca_outside_namespace=outside,
+        euca_ledger=str(tmp_path / "clc" / "ledger.sqlite"), euca_dhcp_state_dir=str(tmp_path / "dhcp"),
+        euca_dhcp_user="root",  # pytest's tmp_path is not searchable by dnsmasq's own user
+        walrus_store_dir=str(tmp_path / "walrus"), walrus_state_dir=str(tmp_path / "walrus-nginx"),
+        walrus_listen="127.0.0.1:%d" % WALRUS_PORT, euca_walrus_url="http://127.0.0.1:%d" % WALRUS_PORT,
+        sc_volumes_dir=str(tmp_path / "volumes"), sc_tgt_socket=str(tmp_path / "tgt" / "socket"),
+        nc_libvirtd_state_dir=str(tmp_path / "libvirtd"), nc_libvirt_cache_dir=str(CACHE),
+        nc_instances_dir=str(tmp_path / "instances"), nc_image_cache_dir=str(tmp_path / "image-cache"),
+        test_image_dir=str(image_dir()), clean_keep_image=True,
+    )
+    varsfile = tmp_path / "molecule-vars.yml"
+    varsfile.write_text(yaml.safe_dump(extravars))
+    ns, out = _netns.Netns(cloud), _netns.Netns(outside)
+
+    def play(name, **more):
+        return run_playbook(REPO_ROOT / "playbooks" / name, inventory=INVENTORY, extravars=dict(extravars, **more))
+
+    def outside_http(address):
+        got = out.run(sys.executable, "-c", "import urllib.request, sys; "
+                      "print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode().strip())",
+                      "http://%s/" % address, check=False, timeout=30)
+        return got.stdout.strip() if got.returncode == 0 else None
+
+    destroyed = False
+    try:
+        for step in ("create", "converge", "idempotence", "verify"):
+            done = molecule(step, varsfile)
+            assert done.returncode == 0, (step, done.stdout[-4000:], done.stderr[-2000:])
+        tables = "\n".join(play("describe.yml").task_result("Show the cloud")["msg"])
+        web, db_ = (line.split() for line in tables.splitlines() if line.startswith("i-"))
+        if web[1] != "demo-web":
+            web, db_ = db_, web
+        assert web[1:4] == ["demo-web", "running", "web"] and db_[1:4] == ["demo-db", "running", "db"], tables
+        web_ip = web[6]
+        assert outside_http(web_ip) == web[0]
+        assert "in-use" in tables and web[0] in tables.split("VOLUMES")[1]
+
+        # wipe the CC: our nft tables flushed, the segment bridges deleted, dnsmasq killed
+        for table in ("euca_nat", "euca_filter"):
+            ns.run("nft", "flush", "table", "ip", table)
+        links = json.loads(ns.run("ip", "-j", "link", "show", "type", "bridge").stdout)
+        bridges = [link["ifname"] for link in links if link["ifname"].startswith("eubr-")]
+        assert len(bridges) == 2
+        for bridge in bridges:
+            ns.run("ip", "link", "del", bridge)
+        dnsmasq = [pid for pid in ns.ns_pids() if open("/proc/%d/comm" % pid).read().strip() == "dnsmasq"]
+        assert dnsmasq
+        for pid in dnsmasq:
+            os.kill(pid, 9)
+        broken = play("verify.yml", verify_retries=2)
+        assert broken.rc != 0 and outside_http(web_ip) is None
+        repaired = play("reconcile.yml")
+        assert repaired.rc == 0 and changed(repaired) >= 5, repaired.stdout[-4000:]
+        assert play("verify.yml").rc == 0
+        assert changed(play("reconcile.yml")) == 0  # nothing left to repair
+
+        # stop and start: the ledger says so, libvirt follows, the instance answers again
+        stop = play("stop-instances.yml", instance_name="demo-db")
+        assert stop.rc == 0, stop.stdout[-3000:]
+        conn = libvirt.open("qemu+unix:///system?socket=%s/libvirtd/run/libvirt-sock" % tmp_path)
+        assert conn.lookupByName(db_[0]).info()[0] == libvirt.VIR_DOMAIN_SHUTOFF
+        start = play("start-instances.yml", instance_name="demo-db")
+        assert start.rc == 0, start.stdout[-3000:]
+        assert conn.lookupByName(db_[0]).info()[0] == libvirt.VIR_DOMAIN_RUNNING
+        conn.close()
+        # revoke HTTP into the web group: the elastic IP stops answering; authorize it again
+        assert play("revoke.yml", group="web", ports=80, cidr="0.0.0.0/0").rc == 0
+        assert outside_http(web_ip) is None
+        assert play("authorize.yml", group="web", ports=80, cidr="0.0.0.0/0").rc == 0
+        assert play("verify.yml").rc == 0
+
+        # evict the node: refused while it runs instances, unless they are terminated; add it back
+        refused = play("evict-node.yml", node="localhost")
+        assert refused.rc != 0 and "pass -e terminate_instances=true" in refused.stdout
+        evicted = play("evict-node.yml", node="localhost", terminate_instances=True)
+        assert evicted.rc == 0, evicted.stdout[-4000:]
+        conn = libvirt.open("qemu+unix:///system?socket=%s/libvirtd/run/libvirt-sock" % tmp_path)
+        assert conn.listAllDomains() == []
+        conn.close()
+        after = "\n".join(play("describe.yml").task_result("Show the cloud")["msg"])
+        assert "INSTANCES (0)" in after and "NODES (0)" in after, after
+        added = play("add-node.yml", node="localhost")
+        assert added.rc == 0, added.stdout[-3000:]
+        assert "NODES (1)" in "\n".join(play("describe.yml").task_result("Show the cloud")["msg"])
+
+        gone = molecule("destroy", varsfile)
+        destroyed = gone.returncode == 0
+        assert destroyed, (gone.stdout[-4000:], gone.stderr[-2000:])
+        assert not {cloud, outside} & set(_netns.list_namespaces())
+        assert not (tmp_path / "clc").exists() and not (tmp_path / "instances").exists()
+        assert not (tmp_path / "supervisor" / "supervisor.sock").exists()
+    finally:
+        if not destroyed:
+            play("clean.yml")
+        supervisor.stop()
+        for name in (cloud, outside):
+            _netns.Netns(name).delete()
+    assert not {cloud, outside} & set(_netns.list_namespaces())
+    leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
+    assert leftover == [], leftover
