@@ -44,8 +44,8 @@ sys.path.insert(0, os.path.join(ROOT, "collections"))
 import libvirt  # noqa: E402
 
 from harness import netns  # noqa: E402
-from harness.libvirtd import CACHE  # noqa: E402
 from harness.runner import REPO_ROOT, run_playbook  # noqa: E402
+from harness.sandbox import sandbox_vars  # noqa: E402
 from harness.supervisor import Supervisor  # noqa: E402
 
 INVENTORY = str(REPO_ROOT / "inventories" / "sandbox")
@@ -55,21 +55,6 @@ WALRUS_PORT = 18873
 DEPLOY_GOAL = 300.0
 RERUN_GOAL = 0.75
 BUDGET = 360.0
-
-
-def sandbox_vars(work, supervisor, cloud, outside):
-    """The sandbox inventory moved to these namespaces, this directory and this supervisord."""
-    return dict(
-        supervisor.role_vars,
-        euca_namespace=cloud, euca_outside_namespace=outside,
-        euca_ledger=os.path.join(work, "clc", "ledger.sqlite"), euca_dhcp_state_dir=os.path.join(work, "dhcp"),
-        euca_dhcp_user="root",  # mkdtemp's directory is not searchable by dnsmasq's own user
-        walrus_store_dir=os.path.join(work, "walrus"), walrus_state_dir=os.path.join(work, "walrus-nginx"),
-        walrus_listen="127.0.0.1:%d" % WALRUS_PORT, euca_walrus_url="http://127.0.0.1:%d" % WALRUS_PORT,
-        sc_volumes_dir=os.path.join(work, "volumes"), sc_tgt_socket=os.path.join(work, "tgt", "socket"),
-        nc_libvirtd_state_dir=os.path.join(work, "libvirtd"), nc_libvirt_cache_dir=str(CACHE),
-        nc_instances_dir=os.path.join(work, "instances"), nc_image_cache_dir=os.path.join(work, "image-cache"),
-    )
 
 
 def changed_tasks(run):
@@ -121,7 +106,7 @@ def one_round():
     """(deploy seconds, rerun seconds, whether the deploy installed packages) in fresh namespaces."""
     work = tempfile.mkdtemp(prefix="euca-bench-site-")
     supervisor = Supervisor(os.path.join(work, "supervisor"))
-    extravars = sandbox_vars(work, supervisor, netns.new_name(), netns.new_name())
+    extravars = sandbox_vars(work, supervisor, netns.new_name(), netns.new_name(), WALRUS_PORT)
     try:
         made = run_playbook(SANDBOX, inventory=INVENTORY, extravars=extravars)
         if made.rc != 0:
@@ -137,7 +122,6 @@ def one_round():
 
 
 def main():
-    CACHE.mkdir(parents=True, exist_ok=True)
     begun = time.monotonic()
     deploys, reruns = [], []
     wanted, cold_seen = 1, False

@@ -6,7 +6,6 @@ README's demo uses. The daemons are checked where they must be: tgtd and libvirt
 namespace, Walrus's nginx on the host's loopback (the node's image cache fetches from there).
 """
 
-import os
 import subprocess
 import sys
 import time
@@ -15,8 +14,8 @@ import libvirt
 import pytest
 
 from harness import netns as _netns
-from harness.libvirtd import CACHE
 from harness.runner import REPO_ROOT, run_module, run_playbook
+from harness.sandbox import sandbox_vars
 
 pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.slow]
 
@@ -30,18 +29,7 @@ def changed(run):
 
 def test_site_deploys_the_sandbox_and_runs_an_instance(supervisor, guest_image, tmp_path):
     cloud, outside = _netns.new_name(), _netns.new_name()
-    CACHE.mkdir(parents=True, exist_ok=True)
-    extravars = dict(
-        supervisor.role_vars,
-        euca_namespace=cloud, euca_outside_namespace=outside,
-        euca_ledger=str(tmp_path / "clc" / "ledger.sqlite"), euca_dhcp_state_dir=str(tmp_path / "dhcp"),
-        euca_dhcp_user="root",  # pytest's tmp_path is not searchable by dnsmasq's own user
-        walrus_store_dir=str(tmp_path / "walrus"), walrus_state_dir=str(tmp_path / "walrus-nginx"),
-        walrus_listen="127.0.0.1:%d" % WALRUS_PORT, euca_walrus_url="http://127.0.0.1:%d" % WALRUS_PORT,
-        sc_volumes_dir=str(tmp_path / "volumes"), sc_tgt_socket=str(tmp_path / "tgt" / "socket"),
-        nc_libvirtd_state_dir=str(tmp_path / "libvirtd"), nc_libvirt_cache_dir=str(CACHE),
-        nc_instances_dir=str(tmp_path / "instances"), nc_image_cache_dir=str(tmp_path / "image-cache"),
-    )
+    extravars = sandbox_vars(tmp_path, supervisor, cloud, outside, WALRUS_PORT)
     try:
         made = run_playbook(REPO_ROOT / "playbooks" / "sandbox.yml", inventory=INVENTORY, extravars=extravars)
         assert made.rc == 0, made.stdout[-3000:]
