@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import libvirt
 import pytest
@@ -20,8 +21,8 @@ import yaml
 
 from harness import netns as _netns
 from harness.guest_image import image_dir
-from harness.libvirtd import CACHE
 from harness.runner import REPO_ROOT, run_playbook
+from harness.sandbox import sandbox_vars
 
 pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.slow]
 
@@ -42,19 +43,8 @@ def molecule(step, varsfile):
 
 def test_demo_scenario_converges_verifies_reconciles_and_cleans_up(supervisor, guest_image, tmp_path):
     cloud, outside = _netns.new_name(), _netns.new_name()
-    CACHE.mkdir(parents=True, exist_ok=True)
-    extravars = dict(
-        supervisor.role_vars,
-        euca_namespace=cloud, euca_outside_namespace=outside,
-        euca_ledger=str(tmp_path / "clc" / "ledger.sqlite"), euca_dhcp_state_dir=str(tmp_path / "dhcp"),
-        euca_dhcp_user="root",  # pytest's tmp_path is not searchable by dnsmasq's own user
-        walrus_store_dir=str(tmp_path / "walrus"), walrus_state_dir=str(tmp_path / "walrus-nginx"),
-        walrus_listen="127.0.0.1:%d" % WALRUS_PORT, euca_walrus_url="http://127.0.0.1:%d" % WALRUS_PORT,
-        sc_volumes_dir=str(tmp_path / "volumes"), sc_tgt_socket=str(tmp_path / "tgt" / "socket"),
-        nc_libvirtd_state_dir=str(tmp_path / "libvirtd"), nc_libvirt_cache_dir=str(CACHE),
-        nc_instances_dir=str(tmp_path / "instances"), nc_image_cache_dir=str(tmp_path / "image-cache"),
-        test_image_dir=str(image_dir()), clean_keep_image=True,
-    )
+    extravars = dict(sandbox_vars(tmp_path, supervisor, cloud, outside, WALRUS_PORT),
+                     test_image_dir=str(image_dir()), clean_keep_image=True)
     varsfile = tmp_path / "molecule-vars.yml"
     varsfile.write_text(yaml.safe_dump(extravars))
     ns, out = _netns.Netns(cloud), _netns.Netns(outside)
@@ -68,6 +58,13 @@ def test_demo_scenario_converges_verifies_reconciles_and_cleans_up(supervisor, g
                       "http://%s/" % address, check=False, timeout=30)
         return got.stdout.strip() if got.returncode == 0 else None
 
+    def targets():
+        """What the SC's tgtd exports (it keeps nothing across a restart); None while it does not answer."""
+        got = subprocess.run(["tgtadm", "-C", "0", "--lld", "iscsi", "--op", "show", "--mode", "target"],
+                             env=dict(os.environ, TGT_IPC_SOCKET=extravars["sc_tgt_socket"]),
+                             capture_output=True, text=True)
+        return got.stdout if got.returncode == 0 else None
+
     destroyed = False
     try:
         for step in ("create", "converge", "idempotence", "verify"):
@@ -80,7 +77,8 @@ def test_demo_scenario_converges_verifies_reconciles_and_cleans_up(supervisor, g
         assert web[1:4] == ["demo-web", "running", "web"] and db_[1:4] == ["demo-db", "running", "db"], tables
         web_ip = web[6]
         assert outside_http(web_ip) == web[0]
-        assert "in-use" in tables and web[0] in tables.split("VOLUMES")[1]
+        volume = [line.split()[0] for line in tables.split("VOLUMES")[1].splitlines() if line.startswith("vol-")][0]
+        assert "in-use" in tables and web[0] in tables.split("VOLUMES")[1] and volume in (targets() or "")
 
         # wipe the CC: our nft tables flushed, the segment bridges deleted, dnsmasq killed
         for table in ("euca_nat", "euca_filter"):
@@ -94,10 +92,19 @@ def test_demo_scenario_converges_verifies_reconciles_and_cleans_up(supervisor, g
         assert dnsmasq
         for pid in dnsmasq:
             os.kill(pid, 9)
+        # and the SC: tgtd killed (supervisord starts a new one, which exports nothing)
+        tgtd = supervisor.pid("euca-tgtd")
+        os.kill(tgtd, 9)
+        deadline = time.monotonic() + 30
+        while supervisor.pid("euca-tgtd") in (0, tgtd) or targets() is None:
+            assert time.monotonic() < deadline, "tgtd did not come back"
+            time.sleep(0.5)
+        assert volume not in targets()
         broken = play("verify.yml", verify_retries=2)
         assert broken.rc != 0 and outside_http(web_ip) is None
         repaired = play("reconcile.yml")
-        assert repaired.rc == 0 and changed(repaired) >= 5, repaired.stdout[-4000:]
+        assert repaired.rc == 0 and changed(repaired) >= 6, repaired.stdout[-4000:]
+        assert volume in (targets() or "")  # the export is back
         assert play("verify.yml").rc == 0
         assert changed(play("reconcile.yml")) == 0  # nothing left to repair
 
@@ -124,6 +131,8 @@ def test_demo_scenario_converges_verifies_reconciles_and_cleans_up(supervisor, g
         conn = libvirt.open("qemu+unix:///system?socket=%s/libvirtd/run/libvirt-sock" % tmp_path)
         assert conn.listAllDomains() == []
         conn.close()
+        exports = targets()
+        assert exports is not None and volume not in exports  # its instance is gone: so is its export
         after = "\n".join(play("describe.yml").task_result("Show the cloud")["msg"])
         assert "INSTANCES (0)" in after and "NODES (0)" in after, after
         added = play("add-node.yml", node="localhost")
