@@ -201,6 +201,10 @@ RULE_SPEC = dict(
     source_group=dict(type="str"),
 )
 
+#: rules and revoke_rules: lists of rules, each from a CIDR or from a group
+RULES_SPEC = dict(type="list", elements="dict", options=RULE_SPEC,
+                  mutually_exclusive=[["cidr", "source_group"]], required_one_of=[["cidr", "source_group"]])
+
 
 class SecurityGroupModule(LedgerModule):
     argument_spec = dict(
@@ -208,15 +212,9 @@ class SecurityGroupModule(LedgerModule):
         name=dict(type="str", required=True),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         description=dict(type="str"),
-        rules=dict(
-            type="list", elements="dict", options=RULE_SPEC,
-            mutually_exclusive=[["cidr", "source_group"]], required_one_of=[["cidr", "source_group"]],
-        ),
+        rules=dict(RULES_SPEC),
         purge_rules=dict(type="bool", default=True),
-        revoke_rules=dict(
-            type="list", elements="dict", options=RULE_SPEC,
-            mutually_exclusive=[["cidr", "source_group"]], required_one_of=[["cidr", "source_group"]],
-        ),
+        revoke_rules=dict(RULES_SPEC),
         segment_id=dict(type="int"),
         subnet=dict(type="str"),
     )
