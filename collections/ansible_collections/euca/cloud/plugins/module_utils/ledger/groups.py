@@ -46,6 +46,20 @@ def _key(rule):
     return tuple(rule.get(k) or "" for k in RULE_KEYS)
 
 
+def _stored_rules(txn, name):
+    """The group's rules as stored, by key."""
+    return dict((_key(r), r) for r in txn.rows(
+        "SELECT protocol, from_port, to_port, cidr, source_group FROM group_rules WHERE group_name = ?", name))
+
+
+def _delete_rule(txn, name, rule):
+    txn.exec(
+        "DELETE FROM group_rules WHERE group_name = ? AND protocol = ? AND from_port = ? AND to_port = ? "
+        "AND cidr = ? AND source_group = ?",
+        name, rule["protocol"], rule["from_port"], rule["to_port"], rule["cidr"], rule["source_group"],
+    )
+
+
 def normalize_rule(txn, group, rule):
     """Validate one ingress rule and give it the stored shape."""
     # Ansible passes unset suboptions as None: treat them as absent.
@@ -187,8 +201,7 @@ def ensure_group(txn, name, state="present", description=None, rules=None, purge
         for rule in rules:
             normal = normalize_rule(txn, name, rule)
             wanted[_key(normal)] = normal
-        have = dict((_key(r), r) for r in txn.rows(
-            "SELECT protocol, from_port, to_port, cidr, source_group FROM group_rules WHERE group_name = ?", name))
+        have = _stored_rules(txn, name)
         for key, rule in sorted(wanted.items()):
             if key not in have:
                 txn.exec(
@@ -199,24 +212,14 @@ def ensure_group(txn, name, state="present", description=None, rules=None, purge
         if purge_rules:
             for key, rule in have.items():
                 if key not in wanted:
-                    txn.exec(
-                        "DELETE FROM group_rules WHERE group_name = ? AND protocol = ? AND from_port = ? AND to_port = ? "
-                        "AND cidr = ? AND source_group = ?",
-                        name, rule["protocol"], rule["from_port"], rule["to_port"], rule["cidr"], rule["source_group"],
-                    )
+                    _delete_rule(txn, name, rule)
                     changed = True
     if revoke_rules:
-        have = set(_key(r) for r in txn.rows(
-            "SELECT protocol, from_port, to_port, cidr, source_group FROM group_rules WHERE group_name = ?", name))
+        have = _stored_rules(txn, name)
         for rule in revoke_rules:
             normal = normalize_rule(txn, name, rule)
-            if _key(normal) in have:
-                txn.exec(
-                    "DELETE FROM group_rules WHERE group_name = ? AND protocol = ? AND from_port = ? AND to_port = ? "
-                    "AND cidr = ? AND source_group = ?",
-                    name, normal["protocol"], normal["from_port"], normal["to_port"], normal["cidr"], normal["source_group"],
-                )
-                have.discard(_key(normal))
+            if have.pop(_key(normal), None) is not None:
+                _delete_rule(txn, name, normal)
                 changed = True
     after = view(txn, get_group(txn, name))
     return {"changed": changed, "before": before, "after": after, "group": after}
