@@ -41,9 +41,8 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "collections"))
 
-import libvirt  # noqa: E402
-
 from harness import netns  # noqa: E402
+from harness.libvirtd import remove_domains  # noqa: E402
 from harness.runner import REPO_ROOT, run_playbook  # noqa: E402
 from harness.sandbox import sandbox_vars  # noqa: E402
 from harness.supervisor import Supervisor  # noqa: E402
@@ -76,16 +75,9 @@ def timed_site(extravars, what):
 def teardown(work, supervisor, extravars):
     """Remove everything a round made: domains, the supervisord and its daemons, namespaces, directory."""
     socket = os.path.join(extravars["nc_libvirtd_state_dir"], "run", "libvirt-sock")
-    if os.path.exists(socket):
-        try:
-            conn = libvirt.open("qemu+unix:///system?socket=%s" % socket)
-            for dom in conn.listAllDomains():
-                if dom.isActive():
-                    dom.destroy()
-                dom.undefine()
-            conn.close()
-        except libvirt.libvirtError as exc:
-            print("teardown: libvirt: %s" % exc, file=sys.stderr)
+    failed = os.path.exists(socket) and remove_domains("qemu+unix:///system?socket=%s" % socket)
+    if failed:
+        print("teardown: libvirt: %s" % failed, file=sys.stderr)
     supervisor.stop()
     gone = run_playbook(SANDBOX, inventory=INVENTORY, extravars=dict(extravars, euca_sandbox_state="absent"))
     if gone.rc != 0:

@@ -53,15 +53,7 @@ class Libvirtd:
         """Destroy and undefine what is left, then stop the daemon (by pid)."""
         if self.proc is None or self.proc.poll() is not None:
             return
-        try:
-            conn = self.connect()
-            for dom in conn.listAllDomains():
-                if dom.isActive():
-                    dom.destroy()
-                dom.undefine()
-            conn.close()
-        except Exception:  # noqa: BLE001 - teardown goes on; the namespace teardown kills the rest
-            pass
+        remove_domains(self.uri)
         self.proc.terminate()
         try:
             self.proc.wait(15)
@@ -75,3 +67,19 @@ def start_in(ns: _netns.Netns, base_dir: str | None = None) -> Libvirtd:
     """Start a private libvirtd in ``ns``; its state lives in a fresh directory."""
     state = tempfile.mkdtemp(prefix="euca-lv-", dir=base_dir)
     return Libvirtd(ns, state).start()
+
+
+def remove_domains(uri: str):
+    """Destroy and undefine every domain of the libvirtd at ``uri`` (teardown: it goes on whatever
+    happens, the namespace teardown kills the rest). Returns the libvirt error, or None."""
+    import libvirt
+    try:
+        conn = libvirt.open(uri)
+        for dom in conn.listAllDomains():
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+        conn.close()
+    except libvirt.libvirtError as exc:
+        return exc
+    return None

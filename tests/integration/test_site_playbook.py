@@ -14,6 +14,7 @@ import libvirt
 import pytest
 
 from harness import netns as _netns
+from harness.libvirtd import remove_domains
 from harness.runner import REPO_ROOT, run_module, run_playbook
 from harness.sandbox import sandbox_vars
 
@@ -148,15 +149,7 @@ def test_site_deploys_the_sandbox_and_runs_an_instance(supervisor, guest_image, 
         hosts = "".join(p.read_text() for p in (tmp_path / "dhcp").rglob("*") if p.is_file() and "host" in p.name)
         assert inst["mac"] not in hosts  # its DHCP reservation went with it
     finally:
-        try:
-            conn = libvirt.open("qemu+unix:///system?socket=%s/libvirtd/run/libvirt-sock" % tmp_path)
-            for dom in conn.listAllDomains():
-                if dom.isActive():
-                    dom.destroy()
-                dom.undefine()
-            conn.close()
-        except libvirt.libvirtError:
-            pass
+        remove_domains("qemu+unix:///system?socket=%s/libvirtd/run/libvirt-sock" % tmp_path)
         supervisor.stop()
         gone = run_playbook(REPO_ROOT / "playbooks" / "sandbox.yml", inventory=INVENTORY,
                             extravars=dict(extravars, euca_sandbox_state="absent"))
