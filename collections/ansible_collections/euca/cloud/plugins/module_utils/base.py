@@ -76,7 +76,7 @@ class LedgerModule(EucaModule):
     def __init__(self):
         super(LedgerModule, self).__init__()
         if not addressing.HAS_NETADDR:
-            self.ansible.fail_json(msg=missing_required_lib("netaddr"), exception=str(addressing.NETADDR_IMPORT_ERROR))
+            self.ansible.fail_json(msg=addressing.NETADDR_MISSING, exception=str(addressing.NETADDR_IMPORT_ERROR))
         if db.is_postgres_url(self.params["ledger"]) and db.load_psycopg() is None:
             self.ansible.fail_json(msg=missing_required_lib("psycopg"), exception=str(db.psycopg_import_error()))
 

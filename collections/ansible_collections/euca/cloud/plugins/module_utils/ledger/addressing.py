@@ -30,14 +30,20 @@ except ImportError as exc:  # pragma: no cover - depends on the host
 MAC_PREFIX = "d0:0d"
 
 
-def _require():
+NETADDR_MISSING = ("the Python library netaddr is missing on this host: install Debian's python3-netaddr "
+                   "(the euca.cloud roles do; apt-get install python3-netaddr), or netaddr into the interpreter's virtualenv")
+
+
+def require_netaddr():
+    """Fail with the fix when netaddr is missing from the interpreter the module runs under."""
     if not HAS_NETADDR:
-        raise EucaError("the python library netaddr is required on this host: pip install netaddr")
+        raise EucaError(NETADDR_MISSING)
+
 
 
 def parse_network(text, field):
     """An IPv4 network from CIDR text; the address must be the network's own (no host bits)."""
-    _require()
+    require_netaddr()
     try:
         network = netaddr.IPNetwork(str(text))
     except (netaddr.AddrFormatError, ValueError, TypeError):
@@ -51,7 +57,7 @@ def parse_network(text, field):
 
 def parse_address(text, field):
     """One IPv4 address from text."""
-    _require()
+    require_netaddr()
     try:
         address = netaddr.IPAddress(str(text).strip())
     except (netaddr.AddrFormatError, ValueError, TypeError):
@@ -68,7 +74,7 @@ def parse_pool(entries):
 
 def pool_set(entries):
     """The pool as a netaddr IPSet."""
-    _require()
+    require_netaddr()
     if entries is None:
         return netaddr.IPSet()
     if isinstance(entries, str):
@@ -99,7 +105,7 @@ def overlaps(a, b):
 
 def first_free_slice(network, size, taken):
     """The lowest ``size``-aligned slice of ``network`` that overlaps none of ``taken``."""
-    _require()
+    require_netaddr()
     prefix = 32 - (size.bit_length() - 1)
     taken = sorted(taken, key=lambda n: n.first)
     for candidate in network.subnet(prefix):
@@ -123,7 +129,7 @@ def _ipv4_int(text):
 
 def first_free_host(subnet, taken):
     """Lowest free instance address: not the network, the gateway or the broadcast address."""
-    _require()
+    require_netaddr()
     used = set(_ipv4_int(t) for t in taken)
     for value in range(subnet.first + 2, subnet.last):
         if value not in used:

@@ -156,7 +156,7 @@ class Ledger:
             if psycopg is None:
                 raise LedgerUnavailable(
                     "ledger %s is PostgreSQL but psycopg (3) is not installed on this host: "
-                    "pip install 'psycopg[binary]'" % self._safe_url()
+                    "install Debian's python3-psycopg (the clc role does for a PostgreSQL ledger)" % self._safe_url()
                 )
             try:
                 return psycopg.connect(
