@@ -1,6 +1,7 @@
-"""The example inventory (inventories/example): a cloud of two clusters that operators copy.
+"""The example inventory (inventories/example): a cloud of two clusters that operators copy, and
+that molecule/multinode deploys onto bare hosts (tests/integration/test_multinode.py).
 
-Nothing here connects to its hosts (they do not exist). ``ansible-inventory --list`` reads the
+Nothing here connects to its hosts. ``ansible-inventory --list`` reads the
 inventory as Ansible sees it; a play of controller-side tasks only (``debug``, which opens no
 connection) templates every variable per host and runs the lookups the operation playbooks make
 (``euca.cloud.cluster_host``, ``euca.cloud.node_host``); ``ansible-playbook --syntax-check``
@@ -95,6 +96,9 @@ def resolved(listing, tmp_path_factory) -> dict[str, dict]:
                       " if euca_cluster is defined else none }}",
                 "node": "{{ groups['nc'] | euca.cloud.node_host(hostvars, euca_node_name | default(inventory_hostname))"
                         " if inventory_hostname in groups['nc'] else none }}",
+                "peers": "{{ inventory_hostname | euca.cloud.vxlan_peers(hostvars, groups)"
+                         " if inventory_hostname in groups['cc'] + groups['nc'] else none }}",
+                "interconnect": "{{ inventory_hostname | euca.cloud.vxlan_interconnect(hostvars, groups) }}",
             }},
         }],
     }]
@@ -142,13 +146,17 @@ def _pool(entries) -> set:
 
 # --- shape ------------------------------------------------------------------------------------------
 
-def test_two_clusters_each_with_one_cc_one_sc_and_at_least_two_nodes(groups, clusters):
+def test_two_clusters_each_with_one_cc_one_sc_and_nodes(groups, clusters):
     assert sorted(clusters) == ["cluster_a", "cluster_b"]
     for name, hosts in clusters.items():
         assert len(hosts & groups["cc"]) == 1, f"{name} needs exactly one cc"
         assert len(hosts & groups["sc"]) == 1, f"{name} needs exactly one sc"
-        assert len(hosts & groups["nc"]) >= 2, f"{name} needs at least two nc"
-    assert len(groups["clc"]) == 1 and len(groups["walrus"]) == 1
+        assert len(hosts & groups["nc"]) >= 1, f"{name} needs a node"
+        assert not hosts & groups["nc"] & (groups["cc"] | groups["sc"]), f"{name}: a node is also a controller"
+    # the shape molecule/multinode proves: separate CC, SC and two NCs; one CC+SC host and one NC
+    assert len(clusters["cluster_a"] & groups["nc"]) == 2 and groups["cc"] & clusters["cluster_a"] != groups["sc"] & clusters["cluster_a"]
+    assert groups["cc"] & clusters["cluster_b"] == groups["sc"] & clusters["cluster_b"]
+    assert len(groups["clc"]) == 1 and groups["walrus"] == groups["clc"]
 
 
 def test_every_cluster_host_is_in_one_cluster_and_names_it(groups, clusters, resolved):
@@ -188,10 +196,13 @@ def test_the_ledger_records_every_cluster_of_the_inventory(groups, clusters, res
 REQUIRED = {
     "clc": ("euca_ledger", "euca_cloud", "clc_ledger", "clc_settings", "clc_clusters"),
     "walrus": ("euca_walrus_url", "euca_walrus_store_dir", "walrus_store_dir", "walrus_listen"),
-    "cc": ("euca_ledger", "euca_cluster", "euca_public_interface", "euca_trunk"),
-    "sc": ("euca_ledger", "euca_cluster", "euca_iscsi_portal", "sc_iscsi_portal", "euca_volumes_dir",
+    "cc": ("euca_ledger", "euca_cluster", "euca_public_interface", "euca_public_address", "euca_vxlan_local",
+           "euca_vxlan_dev", "euca_underlay_address"),
+    "sc": ("euca_ledger", "euca_cluster", "euca_iscsi_portal", "sc_iscsi_portal", "euca_storage_address",
+           "euca_storage_interface", "euca_volumes_dir",
            "sc_volumes_dir", "euca_tgt_socket", "sc_tgt_socket"),
-    "nc": ("euca_ledger", "euca_cluster", "euca_node_capacity", "euca_storage_address", "euca_trunk"),
+    "nc": ("euca_ledger", "euca_cluster", "euca_node_capacity", "euca_storage_address", "euca_storage_interface",
+           "euca_vxlan_local", "euca_vxlan_dev", "euca_underlay_address"),
 }
 
 
@@ -233,23 +244,42 @@ def test_real_hosts_use_the_host_namespace_systemd_and_the_hosts_libvirtd(resolv
 
 # --- networks -----------------------------------------------------------------------------------------
 
-def test_vlan_mode_with_a_trunk_and_a_separate_public_interface(groups, clusters, resolved):
+def _network(resolved, name):
+    (networks,) = {json.dumps(out["vars"]["euca_site_networks"], sort_keys=True) for out in resolved.values()}
+    return ipaddress.ip_network(json.loads(networks)[name], strict=True)
+
+
+def test_vxlan_segments_on_the_underlay_with_peers_derived_from_the_inventory(groups, clusters, resolved):
+    underlay = _network(resolved, "underlay")
+    vtep = {}
     for host in groups["cc"] | groups["nc"]:
         hv = _hostvars(resolved, host)
-        assert hv["euca_cloud"]["network_mode"] == "vlan"
+        assert hv["euca_cloud"]["network_mode"] == "vxlan"
         first, last = hv["euca_cloud"]["segment_range"]
-        assert 1 <= first <= last <= 4094
-        assert not any(name in hv for name in ("euca_vxlan_local", "euca_vxlan_dev", "euca_vxlan_peers")), host
-    for host in groups["cc"]:
-        hv = _hostvars(resolved, host)
-        assert hv["euca_public_interface"] != hv["euca_trunk"], host
-        assert hv["common_own_devices"] == [hv["euca_public_interface"]], host
-    # within a cluster the CC and its nodes share one trunk NIC name (the cluster's VLANs)
+        assert 1 <= first <= last <= 16777215
+        assert hv["euca_vxlan_local"] == hv["euca_underlay_address"], host
+        assert ipaddress.ip_address(hv["euca_vxlan_local"]) in underlay, host
+        # the peers are derived (network.yml), never typed per host
+        assert "euca_vxlan_peers" not in hv and "euca_trunk" not in hv, host
+        vtep[host] = hv["euca_vxlan_local"]
+    assert len(set(vtep.values())) == len(vtep), "two hosts share a VXLAN endpoint"
     for name, hosts in clusters.items():
-        trunks = {_hostvars(resolved, h)["euca_trunk"] for h in hosts & (groups["cc"] | groups["nc"])}
-        assert len(trunks) == 1, (name, trunks)
-    # elsewhere the range check leaves no device out
+        members = hosts & (groups["cc"] | groups["nc"])
+        for host in members:
+            # a full mesh within the cluster, nothing of the other cluster
+            assert resolved[host]["peers"] == sorted(vtep[h] for h in members - {host}), host
+        # within a cluster the CC and its nodes name their underlay NIC alike
+        assert len({_hostvars(resolved, h)["euca_vxlan_dev"] for h in members}) == 1, name
+    for host in groups["cc"]:
+        others = [vtep[h] for h in groups["cc"] - {host}]
+        assert resolved[host]["interconnect"] == sorted(others), host
+        hv = _hostvars(resolved, host)
+        assert hv["euca_public_interface"] not in (hv["euca_vxlan_dev"], hv.get("euca_storage_interface")), host
+        assert hv["common_own_devices"] == [hv["euca_public_interface"]], host
+        assert ipaddress.ip_interface(hv["euca_public_address"]).network == _network(resolved, "public"), host
     for host in set(resolved) - groups["cc"]:
+        assert resolved[host]["interconnect"] == [], host
+        # elsewhere the range check leaves no device out
         assert _hostvars(resolved, host)["common_own_devices"] == [], host
 
 
@@ -263,7 +293,9 @@ def test_the_cloud_ranges_are_private_and_documentation_ranges(resolved):
     pool = _pool(cloud["public_ips"])
     assert pool and all(ip in PUBLIC_NET for ip in pool)
     # the public network's router and the CCs' own addresses (README) are not handed out
-    assert not pool & {ipaddress.ip_address(a) for a in ("203.0.113.1", "203.0.113.2", "203.0.113.3")}
+    own = {ipaddress.ip_interface(out["vars"]["euca_public_address"]).ip for out in resolved.values()
+           if "euca_public_address" in out["vars"]}
+    assert len(own) == 2 and not pool & (own | {ipaddress.ip_address("203.0.113.1")})
     for out in resolved.values():
         assert out["vars"]["common_networks"] == {"private_network": cloud["private_network"],
                                                   "public_ips": cloud["public_ips"]}
@@ -278,23 +310,26 @@ def test_every_address_is_a_documentation_address(resolved):
                 continue  # the instances' space, checked above
             assert address in HOST_NET or address in PUBLIC_NET, f"{host}: {path}={address}"
         address = ipaddress.ip_address(out["vars"]["ansible_host"])
-        assert address in HOST_NET, host
+        assert address in _network(resolved, "management"), host
         hosts[address] = host
     assert len(hosts) == len(resolved), "two hosts share an ansible_host"
 
 
-def test_each_cluster_reaches_its_own_storage_controller(groups, clusters, resolved):
-    address_of = {host: _hostvars(resolved, host)["ansible_host"] for host in resolved}
+def test_each_cluster_reaches_its_own_storage_controller_on_the_storage_network(groups, clusters, resolved):
+    storage_net = _network(resolved, "storage")
     for name, hosts in clusters.items():
         (sc,) = hosts & groups["sc"]
-        for host in hosts:
-            portal = _hostvars(resolved, host)["euca_iscsi_portal"]
-            ip, _, port = portal.rpartition(":")
-            assert ip == address_of[sc] and port == "3260", f"{host}: {portal} is not {sc}'s portal"
-    storage = [_hostvars(resolved, host)["euca_storage_address"] for host in sorted(groups["nc"])]
+        hv = _hostvars(resolved, sc)
+        ip, _, port = hv["euca_iscsi_portal"].rpartition(":")
+        assert ip == hv["euca_storage_address"] and port == "3260", f"{sc}: {hv['euca_iscsi_portal']}"
+        assert ipaddress.ip_address(ip) in storage_net
+        # its nodes share the SC's storage NIC name (one storage network per cluster)
+        assert {_hostvars(resolved, h)["euca_storage_interface"] for h in hosts & (groups["nc"] | groups["sc"])} \
+            == {hv["euca_storage_interface"]}, name
+    storage = [_hostvars(resolved, host)["euca_storage_address"] for host in sorted(groups["nc"] | groups["sc"])]
     # an export is opened to one node's address: two nodes sharing one would see each other's volumes
     assert len(set(storage)) == len(storage)
-    assert all(ipaddress.ip_address(a) in HOST_NET for a in storage)
+    assert all(ipaddress.ip_address(a) in storage_net for a in storage)
 
 
 def test_walrus_serves_where_the_nodes_fetch_images(groups, resolved):
