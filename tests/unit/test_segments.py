@@ -22,7 +22,8 @@ def resource(state="merged", **defaults):
 def test_defaults_complete_a_short_vxlan_item():
     assert norm({"id": 100, "mode": "vxlan"}, **VX) == {
         "id": 100, "mode": "vxlan", "bridge": "eubr-100", "gateway": None, "mtu": 1450,
-        "local": "198.51.100.1", "dev": "trunk", "port": 4789, "peers": ["198.51.100.2"], "group": None}
+        "local": "198.51.100.1", "dev": "trunk", "port": 4789, "peers": ["198.51.100.2"], "group": None,
+        "interconnect": [], "interconnect_port": None}
 
 
 def test_item_values_win_over_defaults_and_are_normalized():
@@ -155,7 +156,8 @@ def test_batches_group_consecutive_commands_of_one_program():
 
 
 # ------------------------------------------------------------------ planning against gathered state
-def link(name, kind=None, alias=None, master=None, up=True, mtu=1500, parent=None, data=None, addrs=()):
+def link(name, kind=None, alias=None, master=None, up=True, mtu=1500, parent=None, data=None, addrs=(),
+         address=None):
     """One entry of ``ip -j -d address show``."""
     out = {"ifname": name, "flags": ["BROADCAST", "MULTICAST"] + (["UP", "LOWER_UP"] if up else []), "mtu": mtu,
            "addr_info": [{"family": "inet", "local": a.split("/")[0], "prefixlen": int(a.split("/")[1]),
@@ -171,6 +173,8 @@ def link(name, kind=None, alias=None, master=None, up=True, mtu=1500, parent=Non
         out["master"] = master
     if parent:
         out["link"] = parent
+    if address:
+        out["address"] = address
     return out
 
 
@@ -216,7 +220,7 @@ def test_gathered_state_becomes_items_and_an_equal_request_plans_nothing():
         {"id": 7, "mode": "flat", "bridge": "eubr-7", "gateway": None, "mtu": 1500},
         {"id": 100, "mode": "vxlan", "bridge": "eubr-100", "gateway": "10.50.1.1/24", "mtu": 1450,
          "local": "198.51.100.1", "dev": "trunk", "port": 4789, "group": None,
-         "peers": ["198.51.100.2", "198.51.100.3"]},
+         "peers": ["198.51.100.2", "198.51.100.3"], "interconnect": [], "interconnect_port": None},
     ]
     desired = r.validate([{"id": 100, "mode": "vxlan", "gateway": "10.50.1.1/24",
                            "peers": ["198.51.100.3", "198.51.100.2"]}, {"id": 7, "mode": "flat"}])
@@ -368,3 +372,196 @@ def test_a_port_with_another_tag_is_not_taken_for_the_uplink():
     plan = r.plan(r.items(), r.validate([{"id": 10}]))
     assert r.items()[0]["mode"] == "flat" and "ip link delete dev eth1.11" not in plan
     assert plan[0] == "ip link add link eth1 name eth1.10 type vlan id 10"
+
+
+# ------------------------------------------------------------------ interconnect between clusters
+IC = dict(VX, interconnect=["198.51.100.21", "198.51.100.31"])
+
+
+def ic_link(seg_id, port=8472, **kw):
+    """The ``vxic<id>`` port of ours, as ``ip -j -d address show`` prints it."""
+    kw.setdefault("alias", segments.INTERCONNECT_ALIAS % seg_id)
+    kw.setdefault("master", "eubr-%d" % seg_id)
+    kw.setdefault("mtu", 1450)
+    return link("vxic%d" % seg_id, "vxlan", data={"id": seg_id, "local": "198.51.100.1", "port": port,
+                                                  "learning": False, "link": "trunk"}, **kw)
+
+
+def test_interconnect_defaults_and_normalization():
+    item = norm({"id": 300, "mode": "vxlan", "gateway": "10.128.3.1/24"}, **IC)
+    assert (item["interconnect"], item["interconnect_port"]) == (["198.51.100.21", "198.51.100.31"], 8472)
+    # the item's own list wins; an empty one means none (and then no port either)
+    assert norm({"id": 300, "mode": "vxlan", "interconnect": ["198.51.100.41", "198.51.100.41"],
+                 "interconnect_port": 4800}, **IC)["interconnect"] == ["198.51.100.41"]
+    assert norm({"id": 300, "mode": "vxlan", "interconnect": [], "interconnect_port": 4800}, **IC)[
+        "interconnect"] == []
+    none = norm({"id": 300, "mode": "vxlan", "interconnect": []}, **IC)
+    assert (none["interconnect"], none["interconnect_port"]) == ([], None)
+    assert norm({"id": 300, "mode": "vxlan"}, **dict(IC, interconnect_port=9000))["interconnect_port"] == 9000
+    # the longest port name fits IFNAMSIZ
+    biggest = norm({"id": segments.VNI_MAX, "mode": "vxlan"}, **IC)
+    assert segments.interconnect_name(biggest) == "vxic16777215" and len("vxic16777215") <= segments.IFNAMSIZ
+    # flat and vlan segments have no interconnect: the module-level default does not apply to them
+    assert "interconnect" not in norm({"id": 5, "mode": "flat"}, **IC)
+
+
+@pytest.mark.parametrize("item, message", [
+    ({"id": 10, "mode": "vxlan", "interconnect": ["198.51.100.2"]}, "198.51.100.2 is both a peer and an interconnect"),
+    ({"id": 10, "mode": "vxlan", "interconnect": ["198.51.100.1"]}, "must be another cluster's CC VTEP"),
+    ({"id": 10, "mode": "vxlan", "interconnect": ["239.1.1.1"]}, "must be another cluster's CC VTEP"),
+    ({"id": 10, "mode": "vxlan", "interconnect": ["2001:db8::9"]}, "is IPv6 but the VXLAN local address is IPv4"),
+    ({"id": 10, "mode": "vxlan", "interconnect": ["cc-b"]}, "interconnect peer 'cc-b' is not an IP address"),
+    ({"id": 10, "mode": "vxlan", "interconnect": ["198.51.100.21"], "interconnect_port": 4789},
+     "interconnect_port 4789 is the segment's own VXLAN port"),
+    ({"id": 10, "mode": "vxlan", "interconnect": ["198.51.100.21"], "interconnect_port": 70000}, "out of range"),
+    ({"id": 10, "mode": "flat", "interconnect": ["198.51.100.21"]}, "interconnect applies to vxlan segments only"),
+])
+def test_bad_interconnects_are_refused(item, message):
+    with pytest.raises(InvalidInput) as err:
+        norm(item, **VX)
+    assert message in err.value.msg
+
+
+def test_a_bridge_may_not_take_an_interconnect_port_name():
+    with pytest.raises(InvalidInput, match="segments 5 and 6 both use vxic6"):
+        resource(**IC).validate([{"id": 5, "mode": "flat", "bridge": "vxic6"}, {"id": 6, "mode": "vxlan"}])
+
+
+def test_interconnect_ruleset_drops_gateway_arp_and_dhcp_on_the_interconnect_ports_only():
+    r = resource(**IC)
+    items = r.validate([{"id": 300, "mode": "vxlan", "gateway": "10.128.3.1/24"},
+                        {"id": 301, "mode": "vxlan"},  # no gateway here: DHCP only
+                        {"id": 302, "mode": "vxlan", "interconnect": []},
+                        {"id": 7, "mode": "flat", "gateway": "10.0.7.1/24"}])
+    ruleset = segments.interconnect_ruleset(items)
+    assert (ruleset.family, ruleset.table, ruleset.label) == ("bridge", "euca_interconnect", "interconnect")
+    lines = ruleset.commands(None)
+    assert [line.rsplit(' comment "', 1)[0] if line.startswith("add rule") else line for line in lines] == [
+        "add table bridge euca_interconnect",
+        "delete table bridge euca_interconnect",
+        'add table bridge euca_interconnect { comment "euca.cloud interconnect" ; }',
+        "add chain bridge euca_interconnect prerouting { type filter hook prerouting priority filter; policy accept; }",
+        "add chain bridge euca_interconnect postrouting { type filter hook postrouting priority filter; policy accept; }",
+        "add chain bridge euca_interconnect ic-300",
+        "add chain bridge euca_interconnect ic-301",
+        'add rule bridge euca_interconnect prerouting iifname vmap { "vxic300" : jump ic-300, "vxic301" : jump ic-301 }',
+        'add rule bridge euca_interconnect postrouting oifname vmap { "vxic300" : jump ic-300, "vxic301" : jump ic-301 }',
+        "add rule bridge euca_interconnect ic-300 arp saddr ip 10.128.3.1 drop",
+        "add rule bridge euca_interconnect ic-300 arp daddr ip 10.128.3.1 drop",
+        "add rule bridge euca_interconnect ic-300 udp dport { 67, 68 } drop",
+        "add rule bridge euca_interconnect ic-301 udp dport { 67, 68 } drop",
+    ]
+    # every rule carries its tag, so a changed rule is drift
+    assert all(line.endswith('"') and ' comment "' in line for line in lines if line.startswith("add rule"))
+    assert segments.interconnect_ruleset([i for i in items if i["id"] in (7, 302)]) is None
+
+
+def test_a_new_interconnected_segment_plans_links_flood_lists_and_the_filter():
+    r = resource(**dict(IC, interconnect=["198.51.100.21"]))
+    plan = r.plan([], r.validate([{"id": 300, "mode": "vxlan", "gateway": "10.128.3.1/24"}]))
+    assert plan[:11] == [
+        "ip link add name eubr-300 type bridge",
+        "ip link add name vxlan300 type vxlan id 300 local 198.51.100.1 dev trunk dstport 4789 nolearning",
+        "ip link add name vxic300 type vxlan id 300 local 198.51.100.1 dev trunk dstport 8472 nolearning",
+        "sysctl -w net.ipv6.conf.eubr-300.disable_ipv6=1",
+        "sysctl -w net.ipv6.conf.vxlan300.disable_ipv6=1",
+        "sysctl -w net.ipv6.conf.vxic300.disable_ipv6=1",
+        "ip link set dev eubr-300 alias euca.cloud/segment/300 mtu 1450 up",
+        "ip link set dev vxlan300 alias euca.cloud/segment/300/uplink master eubr-300 mtu 1450 up",
+        "ip link set dev vxic300 alias euca.cloud/segment/300/interconnect master eubr-300 mtu 1450 up",
+        "ip address add 10.128.3.1/24 dev eubr-300",
+        "bridge fdb append 00:00:00:00:00:00 dev vxlan300 dst 198.51.100.2",
+    ]
+    assert plan[11] == "bridge fdb append 00:00:00:00:00:00 dev vxic300 dst 198.51.100.21"
+    assert all(c.startswith("nft ") for c in plan[12:]) and len(plan[12:]) == 11
+    # one nft transaction after the links, in the batches
+    assert [tool for tool, _lines in segments.batches(plan)] == ["ip", "sysctl", "ip", "bridge", "nft"]
+    rendered = segments.render_batches(plan)
+    assert "# nft -f -\nadd table bridge euca_interconnect\ndelete table bridge euca_interconnect\n" in rendered
+
+
+def ic_host(filter_listing=True, peers=("198.51.100.21",), **ic_kw):
+    """A CC with segment 300 interconnected (vxic300 flooding to ``peers``) and, when
+    ``filter_listing``, the interconnect table the same items need, as the kernel lists it."""
+    r = gathered(host(bridge(300, mtu=1450, addrs=["10.128.3.1/24"], address="52:54:00:00:03:00"),
+                      vxlan(300), ic_link(300, **ic_kw)),
+                 fdb("vxlan300", "198.51.100.2") + fdb("vxic300", *peers), **dict(IC, interconnect=list(peers)))
+    if filter_listing:
+        from ansible_collections.euca.cloud.plugins.module_utils.net import rules
+        ruleset = segments.interconnect_ruleset(r.items())
+        r.filter = rules.parse_nft_listing("\n".join(ruleset.render(None)), segments.INTERCONNECT_LABEL)
+    return r
+
+
+def test_gathered_interconnect_becomes_the_item_and_an_equal_request_plans_nothing():
+    r = ic_host()
+    assert r.interconnects == {"vxic300": 300}
+    before = r.items()
+    assert (before[0]["interconnect"], before[0]["interconnect_port"]) == (["198.51.100.21"], 8472)
+    assert before[0]["peers"] == ["198.51.100.2"]  # the interconnect's flood list is not the mesh's
+    desired = r.validate([{"id": 300, "mode": "vxlan", "gateway": "10.128.3.1/24"}])
+    assert r.plan(before, desired) == []
+
+
+def test_interconnect_peers_change_in_place_and_a_drifted_filter_is_reloaded():
+    r = ic_host()
+    desired = r.validate([{"id": 300, "mode": "vxlan", "gateway": "10.128.3.1/24",
+                           "interconnect": ["198.51.100.31", "198.51.100.41"]}])
+    assert r.plan(r.items(), desired) == [
+        "bridge fdb del 00:00:00:00:00:00 dev vxic300 dst 198.51.100.21",
+        "bridge fdb append 00:00:00:00:00:00 dev vxic300 dst 198.51.100.31",
+        "bridge fdb append 00:00:00:00:00:00 dev vxic300 dst 198.51.100.41",
+    ]
+    # a new gateway changes the filter: the whole table, in one transaction
+    moved = r.plan(r.items(), r.validate([{"id": 300, "mode": "vxlan", "gateway": "10.128.3.65/26"}]))
+    assert "nft add rule bridge euca_interconnect ic-300 arp saddr ip 10.128.3.65 drop" in [
+        c.rsplit(' comment "', 1)[0] for c in moved]
+    # the table gone (someone flushed the ruleset): only the table is written again
+    gone = ic_host(filter_listing=False)
+    plan = gone.plan(gone.items(), gone.validate([{"id": 300, "mode": "vxlan", "gateway": "10.128.3.1/24"}]))
+    assert plan and all(c.startswith("nft ") for c in plan)
+
+
+def test_overridden_without_interconnect_removes_the_port_and_the_table_keeping_the_gateway_mac():
+    r = ic_host()
+    before = r.items()
+    desired = r.validate([{"id": 300, "mode": "vxlan", "gateway": "10.128.3.1/24", "interconnect": []}])
+    after = config.target_items(r, "overridden", before, desired)
+    assert r.plan(before, after) == [
+        "ip link set dev eubr-300 address 52:54:00:00:03:00",
+        "ip link delete dev vxic300",
+        "nft delete table bridge euca_interconnect",
+    ]
+    assert config.summarize(r, before, after, r.plan(before, after))["modified"] == [300]
+    # removing the whole segment takes the port with it (before the bridge), and the table
+    assert r.plan(before, []) == ["ip link delete dev vxlan300", "ip link delete dev vxic300",
+                                  "ip link delete dev eubr-300", "nft delete table bridge euca_interconnect"]
+
+
+def test_adding_an_interconnect_to_a_segment_pins_the_gateway_mac_first():
+    r = gathered(host(bridge(300, mtu=1450, addrs=["10.128.3.1/24"], address="52:54:00:00:03:00"), vxlan(300)),
+                 fdb("vxlan300", "198.51.100.2"), **IC)
+    plan = r.plan(r.items(), r.validate([{"id": 300, "mode": "vxlan", "gateway": "10.128.3.1/24"}]))
+    assert plan[:3] == ["ip link set dev eubr-300 address 52:54:00:00:03:00",
+                        "ip link add name vxic300 type vxlan id 300 local 198.51.100.1 dev trunk dstport 8472 "
+                        "nolearning", "sysctl -w net.ipv6.conf.vxic300.disable_ipv6=1"]
+    assert "bridge fdb append 00:00:00:00:00:00 dev vxic300 dst 198.51.100.31" in plan
+
+
+def test_interconnect_port_recognition():
+    # a changed interconnect_port recreates the port on the same bridge
+    r = ic_host(port=4800)
+    plan = r.plan(r.items(), r.validate([{"id": 300, "mode": "vxlan", "gateway": "10.128.3.1/24"}]))
+    assert "ip link delete dev vxic300" in plan and any("dstport 8472" in c for c in plan)
+    # an unmarked vxic<id> with the VNI is ours (its alias is set again), never taken for the uplink
+    r = ic_host(alias=None)
+    assert r.items()[0]["peers"] == ["198.51.100.2"] and r.interconnects == {"vxic300": 300}
+    assert r.plan(r.items(), r.validate([{"id": 300, "mode": "vxlan", "gateway": "10.128.3.1/24"}])) == [
+        "ip link set dev vxic300 alias euca.cloud/segment/300/interconnect"]
+    # an interconnect port of ours that lost its bridge is an orphan, removed
+    r = gathered(host(ic_link(300, master=None)), **IC)
+    assert r.orphans == ["vxic300"]
+    # a host without interconnects, asked for none, reads no nft table
+    r = resource(**VX)
+    r.validate([{"id": 1, "mode": "vxlan"}])
+    assert not r.wants_interconnect

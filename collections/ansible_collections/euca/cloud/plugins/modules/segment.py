@@ -16,8 +16,24 @@ description:
     Linux bridge (V(eubr-<id>) by default) with an uplink that depends on its O(config[].mode).
   - V(vlan) segments use the 802.1Q sub-interface V(<trunk>.<id>) of a trunk NIC (MANAGED mode). V(vxlan) segments
     use a V(vxlan<id>) device with VXLAN network id O(config[].id), flooding either to a list of peer VTEPs (head-end
-    replication, no address learning) or to a multicast group; VXLAN also interconnects clusters. V(flat) segments are
-    a bridge only (MANAGED-NOVLAN, isolation by filtering).
+    replication, no address learning) or to a multicast group. V(flat) segments are a bridge only (MANAGED-NOVLAN,
+    isolation by filtering).
+  - VXLAN segments also interconnect clusters (Eucalyptus did it between cluster controllers with vtun), so a
+    security group's instances in different clusters share one layer-2 segment and reach each other by private
+    address. On each cluster controller a segment with O(config[].interconnect) gets a second port on its bridge,
+    V(vxic<id>), a VXLAN device with the same network id on the UDP port O(config[].interconnect_port), flooding to
+    the other clusters' cluster controllers. It must be a second device because a bridge never sends a frame back
+    out of the port it came by, so the one V(vxlan<id>) port could not relay the cluster's nodes' frames to
+    another cluster. List every other cluster's controller on each one (a full mesh); a frame that came in by the
+    interconnect is never flooded back out of it, so the controllers cannot loop frames between them.
+  - Every cluster controller holds the same gateway address (an anycast gateway). One nftables table of the
+    C(bridge) family, V(euca_interconnect) (its comment V(euca.cloud interconnect) marks it as this module's), drops on
+    the V(vxic<id>) ports, in both directions, ARP whose sender or target address is the segment's gateway, and
+    DHCP (UDP 67 and 68), so instances resolve their gateway to their own cluster controller and lease from its
+    dnsmasq. The table is replaced whole in one C(nft -f) transaction when it differs and removed when no segment
+    has an interconnect any more. Traffic bridged between a node's port and the interconnect still crosses the
+    controller's security-group filter (M(euca.cloud.firewall), with C(net.bridge.bridge-nf-call-iptables=1)), where
+    same-group traffic passes.
   - On the cluster controller the segment's gateway address sits on the bridge; node controllers usually leave
     O(config[].gateway) out.
   - Runs on C(cc) and C(nc) hosts. With O(namespace) everything happens inside that network namespace.
@@ -27,8 +43,9 @@ description:
     bridge are left alone (removing a segment detaches them).
   - A change is applied by a handful of processes whatever the number of segments, never one per segment. One
     C(ip -batch) removes links and creates new ones down, one C(sysctl) run switches IPv6 off on the new ones, one
-    C(ip -batch) configures them, brings them up and sets gateways, and one C(bridge -batch) writes VXLAN flood
-    lists. A second run with the same input changes nothing and runs no command.
+    C(ip -batch) configures them, brings them up and sets gateways, one C(bridge -batch) writes VXLAN flood
+    lists and, with interconnects, one C(nft -f) writes the interconnect filter. A second run with the same input
+    changes nothing and runs no command.
   - IPv6 is disabled on the links this module creates. Segments are IPv4, and bringing thousands of links up with
     IPv6 makes the kernel's per-link multicast routes cost time quadratic in the number of links.
   - Input is validated completely (ids, addresses, names, and that trunk and underlay devices exist on the host)
@@ -94,6 +111,21 @@ options:
       group:
         description: Multicast group a V(vxlan) segment floods to instead of O(config[].peers); needs O(config[].dev).
         type: str
+      interconnect:
+        description:
+          - The other clusters' cluster-controller VTEP addresses a V(vxlan) segment is interconnected with, through
+            its V(vxic<id>) port (head-end replication, no learning). Only for cluster controllers. Defaults to
+            O(interconnect) when not given; an empty list means no interconnect (an existing V(vxic<id>) port is
+            removed).
+          - An address may not be both a peer and an interconnect peer (the two controllers would relay each
+            other's floods back and forth).
+        type: list
+        elements: str
+      interconnect_port:
+        description:
+          - UDP port of the segment's V(vxic<id>) port. It must differ from O(config[].port) (two VXLAN devices with
+            one network id and one local address need distinct ports). Defaults to O(interconnect_port).
+        type: int
   mode:
     description: Mode of segments that do not set O(config[].mode).
     type: str
@@ -119,6 +151,20 @@ options:
   vxlan_group:
     description: Multicast group of V(vxlan) segments that set neither O(config[].peers) nor O(config[].group).
     type: str
+  interconnect:
+    description:
+      - Interconnect peers (the other clusters' cluster-controller VTEPs) of V(vxlan) segments that do not set
+        O(config[].interconnect). Set it on cluster controllers only, for example from
+        C(inventory_hostname | euca.cloud.vxlan_interconnect(hostvars, groups)).
+    type: list
+    elements: str
+  interconnect_port:
+    description:
+      - UDP port of the interconnect ports of V(vxlan) segments that do not set O(config[].interconnect_port).
+      - V(8472) is the Linux kernel's own VXLAN port from before IANA assigned 4789 (4789 carries the clusters' own
+        meshes; 4790 is VXLAN-GPE's). Open it between the cluster controllers on the underlay.
+    type: int
+    default: 8472
   state:
     description:
       - V(merged) creates or updates the given segments and keeps the others.
@@ -136,9 +182,12 @@ notes:
   - On a kernel without 802.1Q support V(vlan) segments fail with a message naming C(CONFIG_VLAN_8021Q). A batch
     stops at its first failing line; what came before it stays, and the next run converges from there.
   - The trunk NIC and the VXLAN underlay device are not changed (not even brought up); they belong to the host.
+  - The interconnect filter is read (C(nft list table bridge euca_interconnect)) only when a segment has or gets an
+    interconnect, so hosts without interconnects need no nftables.
 requirements:
   - iproute2 (C(ip), C(bridge)) and procps (C(sysctl)) on the managed host
   - netaddr on the managed host
+  - nftables (C(nft)) and a kernel with the nftables C(bridge) family on cluster controllers with interconnects
 """
 
 EXAMPLES = r"""
@@ -161,6 +210,18 @@ EXAMPLES = r"""
     config:
       - id: 10
       - id: 11
+
+- name: Cluster controller of cluster_a, its segments interconnected with cluster_b's and cluster_c's controllers
+  euca.cloud.segment:
+    mode: vxlan
+    vxlan_local: 198.51.100.10
+    vxlan_dev: eth1
+    vxlan_peers: [198.51.100.11, 198.51.100.12]
+    interconnect: [198.51.100.20, 198.51.100.30]
+    config:
+      - id: 10
+        gateway: 10.128.0.1/27
+    state: overridden
 
 - name: Segments from the ledger, inside the sandbox namespace
   euca.cloud.segment:
@@ -189,7 +250,8 @@ before:
   type: list
   elements: dict
   sample: [{id: 10, mode: vxlan, bridge: eubr-10, gateway: 10.128.0.1/27, mtu: 1450, local: 198.51.100.10,
-            dev: eth1, port: 4789, peers: [198.51.100.12], group: null}]
+            dev: eth1, port: 4789, peers: [198.51.100.12], group: null, interconnect: [198.51.100.20],
+            interconnect_port: 8472}]
 after:
   description: The segments as the run leaves them (as requested in check mode).
   returned: unless O(state=rendered) or O(report=summary)
@@ -198,8 +260,9 @@ after:
   sample: [{id: 10, mode: vlan, bridge: eubr-10, gateway: 10.128.0.1/27, mtu: null, trunk: eth1}]
 commands:
   description:
-    - What was run (or would be, in check mode), as C(ip ...), C(sysctl -w ...) and C(bridge ...) commands.
-      Consecutive commands of one program ran as one batch. Empty when nothing changed.
+    - What was run (or would be, in check mode), as C(ip ...), C(sysctl -w ...), C(bridge ...) and C(nft ...)
+      commands. Consecutive commands of one program ran as one batch (the C(nft) ones as one transaction). Empty
+      when nothing changed.
   returned: unless O(state=rendered) or O(report=summary)
   type: list
   elements: str
@@ -257,6 +320,8 @@ SEGMENT_OPTIONS = dict(
     port=dict(type="int"),
     peers=dict(type="list", elements="str"),
     group=dict(type="str"),
+    interconnect=dict(type="list", elements="str"),
+    interconnect_port=dict(type="int"),
 )
 
 
@@ -271,6 +336,8 @@ class SegmentModule(ConfigModule):
         vxlan_port=dict(type="int", default=segments.DEFAULT_VXLAN_PORT),
         vxlan_peers=dict(type="list", elements="str"),
         vxlan_group=dict(type="str"),
+        interconnect=dict(type="list", elements="str"),
+        interconnect_port=dict(type="int", default=segments.DEFAULT_INTERCONNECT_PORT),
     )
 
     def __init__(self):

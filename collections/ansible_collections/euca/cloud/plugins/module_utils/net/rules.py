@@ -145,14 +145,14 @@ class NftListing:
 
 
 class NftRuleset:
-    """Our nft table for one resource (``label``): maps, then chains."""
+    """Our nft table for one resource (``label``): maps, then chains. ``family`` is the nft
+    address family of the table (``ip``; ``bridge`` for the segments' interconnect filter)."""
 
-    family = "ip"
-
-    def __init__(self, table, label, chains, maps=None):
+    def __init__(self, table, label, chains, maps=None, family="ip"):
         self.table = table
         self.label = label
         self.chains = chains
+        self.family = family
         # [(name, "type ipv4_addr : ipv4_addr", [(key, value), ...]), ...]
         self.maps = maps or []
 
@@ -181,6 +181,29 @@ class NftRuleset:
                 lines.append('\t\t%s comment "%s"' % (rule.body, rule.comment(chain.name)))
             lines.append("\t}")
         lines.append("}")
+        return lines
+
+    def commands(self, generation):
+        """The same replacement as :meth:`render`, one complete ``nft`` command per line (for plans
+        that list what they run as commands, e.g. segments); still loaded as one ``nft -f -``."""
+        full = "%s %s" % (self.family, self.table)
+        lines = ["add table %s" % full, "delete table %s" % full,
+                 'add table %s { comment "%s" ; }' % (full, record_comment(self.label, generation))]
+        for name, decl, pairs in self.maps:
+            lines.append("add map %s %s { %s ; }" % (full, name, decl))
+            if pairs:
+                lines.append("add element %s %s { %s }" % (
+                    full, name, ", ".join("%s : %s" % pair for pair in pairs)))
+        for chain in self.chains:
+            inside = []
+            if chain.comment:
+                inside.append('comment "%s" ;' % chain.comment)
+            if chain.spec:
+                inside.append(chain.spec)
+            lines.append("add chain %s %s%s" % (full, chain.name, " { %s }" % " ".join(inside) if inside else ""))
+        for chain in self.chains:
+            lines.extend('add rule %s %s %s comment "%s"' % (full, chain.name, rule.body, rule.comment(chain.name))
+                         for rule in chain.rules)
         return lines
 
     def matches(self, listing):
@@ -253,13 +276,14 @@ def parse_nft_listing(text, label):
     return listing
 
 
-def nft_gather(table, label, namespace=None):
-    """Our table as the kernel holds it, or None when the table does not exist."""
-    rc, out, err = run(["nft", "list", "table", "ip", table], namespace=namespace, check=False)
+def nft_gather(table, label, namespace=None, family="ip"):
+    """Our table (of nft address ``family``) as the kernel holds it, or None when it does not exist."""
+    rc, out, err = run(["nft", "list", "table", family, table], namespace=namespace, check=False)
     if rc != 0:
         if "No such file or directory" in err or "does not exist" in err:
             return None
-        raise CommandFailed("nft list table ip %s failed (rc=%d): %s" % (table, rc, err.strip()), rc=rc, stderr=err)
+        raise CommandFailed("nft list table %s %s failed (rc=%d): %s" % (family, table, rc, err.strip()),
+                            rc=rc, stderr=err)
     return parse_nft_listing(out, label)
 
 

@@ -13,6 +13,17 @@ port on it:
 
 The CC side carries the segment's gateway address on the bridge.
 
+Clusters interconnect (as Eucalyptus' CCs did with vtun): a CC's vxlan segment with an
+``interconnect`` list gets a second port, ``vxic<id>``, a VXLAN device with the same VNI on
+another UDP port (``interconnect_port``; two devices of one VNI and one local address need
+distinct ports) flooding to the other clusters' CCs. It cannot be the same ``vxlan<id>``
+device: a bridge never sends a frame back out of the port it came in by, so a frame from one
+of the cluster's NCs could not be relayed to another cluster's CC. The CCs form a full mesh;
+split horizon on each bridge keeps frames from looping between them. Every CC holds the same
+gateway address (an anycast gateway), so one nft ``bridge`` table of ours
+(``euca_interconnect``) drops, on the interconnect ports only, ARP naming the gateway and
+DHCP: each cluster's instances resolve and lease from their own CC.
+
 What is ours: bridges whose alias is ``euca.cloud/segment/<id>`` (set on every link we
 create, so custom bridge names are recognised) or that are named ``eubr-<id>``, their
 vlan/vxlan ports with the segment's tag, and uplinks carrying our alias. Nothing else is
@@ -31,9 +42,10 @@ import json
 import re
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput
+from ansible_collections.euca.cloud.plugins.module_utils.net import rules
 from ansible_collections.euca.cloud.plugins.module_utils.net.config import Resource
 from ansible_collections.euca.cloud.plugins.module_utils.process import CommandFailed, run
-from ansible_collections.euca.cloud.plugins.module_utils.ledger.addressing import HAS_NETADDR, netaddr
+from ansible_collections.euca.cloud.plugins.module_utils.ledger.addressing import netaddr, require_netaddr
 
 MODES = ("vlan", "vxlan", "flat")
 VLAN_MAX = 4094
@@ -44,25 +56,30 @@ DEFAULT_VXLAN_MTU = 1450
 IFNAMSIZ = 15
 ALIAS = "euca.cloud/segment/%d"
 UPLINK_ALIAS = "euca.cloud/segment/%d/uplink"
+INTERCONNECT_ALIAS = "euca.cloud/segment/%d/interconnect"
 ZERO_MAC = "00:00:00:00:00:00"
+# IANA's 4789 is the cluster's own mesh and 4790 is VXLAN-GPE's; 8472 is the Linux kernel's own
+# (pre-IANA) VXLAN port, which underlay firewalls commonly know already.
+DEFAULT_INTERCONNECT_PORT = 8472
+INTERCONNECT_TABLE = "euca_interconnect"
+INTERCONNECT_LABEL = "interconnect"
+DHCP_PORTS = (67, 68)
 
 _ALIAS_RE = re.compile(r"^euca\.cloud/segment/([0-9]+)$")
 _UPLINK_ALIAS_RE = re.compile(r"^euca\.cloud/segment/([0-9]+)/uplink$")
+_INTERCONNECT_ALIAS_RE = re.compile(r"^euca\.cloud/segment/([0-9]+)/interconnect$")
 _DEFAULT_BRIDGE_RE = re.compile(r"^eubr-([1-9][0-9]*)$")
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 COMMON_FIELDS = ("id", "mode", "bridge", "gateway", "mtu")
-MODE_FIELDS = {"flat": (), "vlan": ("trunk",), "vxlan": ("local", "dev", "port", "peers", "group")}
+MODE_FIELDS = {"flat": (), "vlan": ("trunk",),
+               "vxlan": ("local", "dev", "port", "peers", "group", "interconnect", "interconnect_port")}
 ALL_FIELDS = set(COMMON_FIELDS) | set(f for fields in MODE_FIELDS.values() for f in fields)
-DEFAULT_KEYS = ("mode", "trunk", "vxlan_local", "vxlan_dev", "vxlan_port", "vxlan_peers", "vxlan_group")
+DEFAULT_KEYS = ("mode", "trunk", "vxlan_local", "vxlan_dev", "vxlan_port", "vxlan_peers", "vxlan_group",
+                "interconnect", "interconnect_port")
 
 # Programs a plan may use and how each one's consecutive commands are batched.
-TOOLS = ("ip", "sysctl", "bridge")
-
-
-def _require_netaddr():
-    if not HAS_NETADDR:
-        raise EucaError("the python library netaddr is required on this host: pip install netaddr")
+TOOLS = ("ip", "sysctl", "bridge", "nft")
 
 
 def bridge_name(segment_id):
@@ -76,6 +93,14 @@ def uplink_name(item):
         return "%s.%d" % (item["trunk"], item["id"])
     if item["mode"] == "vxlan":
         return "vxlan%d" % item["id"]
+    return None
+
+
+def interconnect_name(item):
+    """The interconnect port (``vxic<id>``, at most 12 characters) of a normalized segment item,
+    or None when it has no interconnect."""
+    if item.get("interconnect"):
+        return "vxic%d" % item["id"]
     return None
 
 
@@ -99,7 +124,7 @@ def _int(value, what):
 
 
 def _address(value, what, version=None):
-    _require_netaddr()
+    require_netaddr()
     try:
         address = netaddr.IPAddress(str(value).strip())
     except (netaddr.AddrFormatError, ValueError, TypeError):
@@ -111,7 +136,7 @@ def _address(value, what, version=None):
 
 def _gateway(value, what):
     """The gateway as a normalized IPv4 host CIDR (``10.128.0.1/27``)."""
-    _require_netaddr()
+    require_netaddr()
     text = str(value).strip()
     try:
         network = netaddr.IPNetwork(text)
@@ -223,14 +248,49 @@ def normalize(item, defaults=None):
                 raise InvalidInput("%s: peer %s must be another host's unicast VTEP address" % (label, address))
             seen.add(address)
         out["peers"] = [str(a) for a in sorted(seen)]
+        _normalize_interconnect(out, item, defaults, local, label)
     return out
+
+
+def _normalize_interconnect(out, item, defaults, local, label):
+    """The ``interconnect`` peers and ``interconnect_port`` of a vxlan item (in ``out``)."""
+    peers = item.get("interconnect")
+    if peers is None:
+        peers = defaults.get("interconnect")
+    if isinstance(peers, str):
+        peers = [peers]
+    seen = set()
+    for peer in peers or []:
+        address = _address(peer, "%s: interconnect peer" % label, local.version)
+        if address.is_multicast() or address == local:
+            raise InvalidInput("%s: interconnect peer %s must be another cluster's CC VTEP (a unicast address)"
+                               % (label, address))
+        seen.add(address)
+    both = sorted(str(a) for a in seen if str(a) in out["peers"])
+    if both:
+        # the two CCs would relay each other's floods back and forth: a broadcast storm
+        raise InvalidInput("%s: %s is both a peer and an interconnect peer; list a CC of this cluster in peers "
+                           "and the other clusters' CCs in interconnect" % (label, ", ".join(both)))
+    out["interconnect"] = [str(a) for a in sorted(seen)]
+    out["interconnect_port"] = None
+    if seen:
+        port = item.get("interconnect_port") or defaults.get("interconnect_port") or DEFAULT_INTERCONNECT_PORT
+        port = _int(port, "%s: interconnect_port" % label)
+        if not 1 <= port <= 65535:
+            raise InvalidInput("%s: interconnect_port %d is out of range (1 to 65535)" % (label, port))
+        if port == out["port"]:
+            raise InvalidInput("%s: interconnect_port %d is the segment's own VXLAN port; two VXLAN devices with "
+                               "one VNI need distinct ports (the default interconnect_port is %d)"
+                               % (label, port, DEFAULT_INTERCONNECT_PORT))
+        out["interconnect_port"] = port
 
 
 def check_names(items):
     """Refuse two segments sharing a link name (bridge or uplink); ``items`` are normalized."""
     owner = {}
     for item in items:
-        for kind, name in (("bridge", item["bridge"]), ("uplink", uplink_name(item))):
+        for kind, name in (("bridge", item["bridge"]), ("uplink", uplink_name(item)),
+                           ("interconnect port", interconnect_name(item))):
             if name is None:
                 continue
             if name in owner:
@@ -257,17 +317,29 @@ def _uplink_spec(item):
     return None
 
 
+def _interconnect_spec(item):
+    """How the interconnect port of ``item`` is created (as ``_uplink_spec``), or None without one."""
+    if not interconnect_name(item):
+        return None
+    return ("vxlan", interconnect_name(item), item["id"], item["local"], item["dev"], item["interconnect_port"],
+            None, False, None)
+
+
 def _uplink_add(item):
     name = uplink_name(item)
     if item["mode"] == "vlan":
         return "ip link add link %s name %s type vlan id %d" % (item["trunk"], name, item["id"])
+    return _vxlan_add(name, item, item["port"], item["group"])
+
+
+def _vxlan_add(name, item, port, group):
     words = ["ip link add name", name, "type vxlan id", str(item["id"]), "local", item["local"]]
-    if item["group"]:
-        words += ["group", item["group"]]
+    if group:
+        words += ["group", group]
     if item["dev"]:
         words += ["dev", item["dev"]]
-    words += ["dstport", str(item["port"])]
-    if not item["group"]:
+    words += ["dstport", str(port)]
+    if not group:
         words.append("nolearning")
     return " ".join(words)
 
@@ -280,6 +352,7 @@ class _Plan:
     """Commands collected by phase, so a batch never needs a link before it exists."""
 
     def __init__(self):
+        self.pin = []         # ip: bridge MACs kept while their ports change (see _pin_bridge)
         self.remove = []      # ip: uplinks, then bridges
         self.unaddress = []   # ip: addresses that go away
         self.create = []      # ip: new links, down
@@ -287,9 +360,11 @@ class _Plan:
         self.configure = []   # ip: alias, mtu, master, up
         self.address = []     # ip: gateways
         self.fdb = []         # bridge: VXLAN flood lists
+        self.filter = []      # nft: the interconnect filter, one transaction
 
     def commands(self):
-        return self.remove + self.unaddress + self.create + self.quiet + self.configure + self.address + self.fdb
+        return (self.pin + self.remove + self.unaddress + self.create + self.quiet + self.configure + self.address + self.fdb
+                + self.filter)
 
     def new_link(self, line, name):
         self.create.append(line)
@@ -303,6 +378,8 @@ class _Plan:
         self.configure.append("ip link set dev %s alias %s%s up" % (bridge, ALIAS % item["id"], " mtu %d" % mtu if mtu else ""))
         if item["mode"] != "flat":
             self.new_uplink(item)
+        if interconnect_name(item):
+            self.new_interconnect(item)
         if item["gateway"]:
             self.address.append("ip address add %s dev %s" % (item["gateway"], bridge))
 
@@ -314,6 +391,46 @@ class _Plan:
             name, UPLINK_ALIAS % item["id"], item["bridge"], " mtu %d" % item["mtu"] if item["mtu"] else ""))
         if item["mode"] == "vxlan":
             self.fdb.extend(_fdb("append", name, peer) for peer in item["peers"])
+
+    def new_interconnect(self, item):
+        """Create, enslave and flood-list the interconnect port of ``item``."""
+        name = interconnect_name(item)
+        self.new_link(_vxlan_add(name, item, item["interconnect_port"], None), name)
+        self.configure.append("ip link set dev %s alias %s master %s%s up" % (
+            name, INTERCONNECT_ALIAS % item["id"], item["bridge"], " mtu %d" % item["mtu"] if item["mtu"] else ""))
+        self.fdb.extend(_fdb("append", name, peer) for peer in item["interconnect"])
+
+
+# ---------------------------------------------------------------- the interconnect filter
+def interconnect_ruleset(items):
+    """Our nft ``bridge`` table for the interconnect ports of ``items`` (normalized), or None
+    when no segment has an interconnect.
+
+    Every CC holds the same gateway address, so on the ``vxic<id>`` ports (both ways: frames
+    from the other clusters in prerouting, frames to them, forwarded or the CC's own, in
+    postrouting) ARP whose sender or target is the segment's gateway is dropped, and DHCP
+    (UDP 67 and 68) too: an instance resolves its gateway to its own CC and leases from its
+    own CC's dnsmasq. One verdict map per direction dispatches by port to the segment's chain,
+    so the cost per frame does not grow with the number of segments.
+    """
+    joined = [item for item in items if interconnect_name(item)]
+    if not joined:
+        return None
+    dhcp = "udp dport { %s } drop" % ", ".join(str(p) for p in DHCP_PORTS)
+    chains = []
+    for way, hook in (("iifname", "prerouting"), ("oifname", "postrouting")):
+        dispatch = "%s vmap { %s }" % (way, ", ".join(
+            '"%s" : jump ic-%d' % (interconnect_name(item), item["id"]) for item in joined))
+        chains.append(rules.NftChain(hook, [rules.Rule(dispatch)],
+                                     spec="type filter hook %s priority filter; policy accept;" % hook))
+    for item in joined:
+        body = []
+        if item["gateway"]:
+            address = item["gateway"].split("/")[0]
+            body += [rules.Rule("arp saddr ip %s drop" % address), rules.Rule("arp daddr ip %s drop" % address)]
+        body.append(rules.Rule(dhcp))
+        chains.append(rules.NftChain("ic-%d" % item["id"], body))
+    return rules.NftRuleset(INTERCONNECT_TABLE, INTERCONNECT_LABEL, chains, family="bridge")
 
 
 # ---------------------------------------------------------------- gathering
@@ -348,14 +465,16 @@ def _norm_ip(text):
 class _Live:
     """What gather found for one segment (kernel facts the item itself does not show)."""
 
-    __slots__ = ("bridge", "uplink", "extras", "addresses", "peers")
+    __slots__ = ("bridge", "uplink", "interconnect", "extras", "addresses", "peers", "interconnect_peers")
 
     def __init__(self, bridge):
         self.bridge = bridge
         self.uplink = None
+        self.interconnect = None
         self.extras = []
         self.addresses = []
         self.peers = []
+        self.interconnect_peers = []
 
 
 class SegmentSet(Resource):
@@ -372,11 +491,14 @@ class SegmentSet(Resource):
         self.live = {}         # segment id -> _Live
         self.orphans = []      # names of our uplinks that lost their bridge
         self.vxlans = {}       # name of our VXLAN uplink -> segment id
+        self.interconnects = {}  # name of our interconnect port -> segment id
+        self.wants_interconnect = False  # whether a requested segment has an interconnect
+        self.filter = None     # our interconnect nft table as gathered (rules.NftListing), or None
 
     # -------------------------------------------------------------- validate
     def validate(self, items):
         """Normalized items (see :func:`normalize`); for ``deleted`` only the ids matter."""
-        _require_netaddr()
+        require_netaddr()
         seen = set()
         out = []
         for item in items:
@@ -395,17 +517,30 @@ class SegmentSet(Resource):
             out.append(norm)
         if self.state != "deleted":
             check_names(out)
+        self.wants_interconnect = any(interconnect_name(item) for item in out)
         return sorted(out, key=lambda i: i["id"])
 
     # -------------------------------------------------------------- gather
     def gather(self):
         """Our segments as the kernel has them: ``(items, None)``; segments carry no generation."""
-        _require_netaddr()
+        require_netaddr()
         # One dump of every link with its details and addresses; a second only for VXLAN flood lists.
         links = json.loads(run(["ip", "-j", "-d", "address", "show"], namespace=self.namespace)[1] or "[]")
         if self.load_links(links):
             self.load_fdb(json.loads(run(["bridge", "-j", "fdb", "show"], namespace=self.namespace)[1] or "[]"))
+        if self.wants_interconnect or self.interconnects:
+            # only then: a node controller without interconnects needs no nftables at all
+            self.filter = self.gather_filter()
         return self.items(), None
+
+    def gather_filter(self):
+        """Our interconnect filter table as the kernel holds it (None when it does not exist)."""
+        try:
+            return rules.nft_gather(INTERCONNECT_TABLE, INTERCONNECT_LABEL, self.namespace, family="bridge")
+        except CommandFailed as exc:
+            raise EucaError("%s\nSegment interconnects filter gateway ARP and DHCP with nftables (bridge family): "
+                            "install nftables (the nft program) on this host, or leave interconnect out here."
+                            % exc.msg, **exc.details)
 
     def load_links(self, links):
         """Take in ``ip -j -d address show`` output; True when our VXLAN uplinks need the FDB."""
@@ -430,12 +565,16 @@ class SegmentSet(Resource):
 
         self.live = {}
         self.vxlans = {}
+        self.interconnects = {}
         claimed = set()
         for seg_id, bridge in bridges.items():
             live = self.live[seg_id] = _Live(bridge)
             for port in ports.get(bridge["ifname"], []):
                 if _kind(port) not in ("vlan", "vxlan"):
                     continue  # instance ports: never ours
+                if self._load_interconnect(live, seg_id, port):
+                    claimed.add(port["ifname"])
+                    continue
                 ours = _alias_id(_UPLINK_ALIAS_RE, port) == seg_id
                 if _tag(port) == seg_id and (live.uplink is None or (ours and not live.uplink.get("ifalias"))):
                     # one with our alias wins over an unmarked one, which stays untouched
@@ -447,6 +586,8 @@ class SegmentSet(Resource):
                 claimed.add(port["ifname"])
             if live.uplink is not None and _kind(live.uplink) == "vxlan":
                 self.vxlans[live.uplink["ifname"]] = seg_id
+            if live.interconnect is not None:
+                self.interconnects[live.interconnect["ifname"]] = seg_id
             live.addresses = [
                 "%s/%d" % (a["local"], a["prefixlen"]) for a in bridge.get("addr_info", [])
                 if a.get("family") == "inet" and a.get("scope") == "global"
@@ -454,16 +595,40 @@ class SegmentSet(Resource):
         self.orphans = sorted(
             link["ifname"] for link in links
             if _kind(link) in ("vlan", "vxlan") and link["ifname"] not in claimed
-            and _alias_id(_UPLINK_ALIAS_RE, link) is not None
+            and (_alias_id(_UPLINK_ALIAS_RE, link) is not None or _alias_id(_INTERCONNECT_ALIAS_RE, link) is not None)
         )
-        return bool(self.vxlans)
+        return bool(self.vxlans or self.interconnects)
+
+    @staticmethod
+    def _load_interconnect(live, seg_id, port):
+        """Take ``port`` of segment ``seg_id``'s bridge as its interconnect port when it is one:
+        a vxlan port with our interconnect alias, or an unmarked ``vxic<id>`` with the VNI.
+        True when the port is taken (as the interconnect or as a surplus one of ours to remove)."""
+        if _kind(port) != "vxlan":
+            return False
+        marked = _alias_id(_INTERCONNECT_ALIAS_RE, port) == seg_id
+        named = not port.get("ifalias") and port["ifname"] == "vxic%d" % seg_id and _tag(port) == seg_id
+        if not (marked or named):
+            return False
+        if _tag(port) == seg_id and (live.interconnect is None or (marked and not live.interconnect.get("ifalias"))):
+            if live.interconnect is not None:
+                live.extras.append(live.interconnect["ifname"])
+            live.interconnect = port
+        else:
+            live.extras.append(port["ifname"])
+        return True
 
     def load_fdb(self, fdb):
         """Take in ``bridge -j fdb show`` output: the flood lists (peers) of our VXLAN uplinks."""
         for entry in fdb:
+            if entry.get("mac") != ZERO_MAC or not entry.get("dst"):
+                continue
             seg_id = self.vxlans.get(entry.get("ifname"))
-            if seg_id is not None and entry.get("mac") == ZERO_MAC and entry.get("dst"):
+            if seg_id is not None:
                 self.live[seg_id].peers.append(_norm_ip(entry["dst"]))
+            seg_id = self.interconnects.get(entry.get("ifname"))
+            if seg_id is not None:
+                self.live[seg_id].interconnect_peers.append(_norm_ip(entry["dst"]))
 
     def items(self):
         """The gathered segments as items, by id."""
@@ -484,6 +649,10 @@ class SegmentSet(Resource):
         item.update(mode="vxlan", local=spec[3], dev=spec[4], port=spec[5], group=spec[6])
         # the group's own default entry is how multicast flooding works, not a peer
         item["peers"] = sorted(set(p for p in live.peers if p != item["group"]), key=netaddr.IPAddress)
+        item["interconnect"], item["interconnect_port"] = [], None
+        if live.interconnect is not None:
+            item["interconnect"] = sorted(set(live.interconnect_peers), key=netaddr.IPAddress)
+            item["interconnect_port"] = _live_spec(live.interconnect)[5]
         return item
 
     # -------------------------------------------------------------- plan
@@ -507,7 +676,8 @@ class SegmentSet(Resource):
             info = live.get(seg_id)
             if info is None:
                 return
-            for name in ([info.uplink["ifname"]] if info.uplink else []) + info.extras:
+            ports = [port["ifname"] for port in (info.uplink, info.interconnect) if port is not None]
+            for name in ports + info.extras:
                 out.remove.append("ip link delete dev %s" % name)
                 removed.add(name)
             out.remove.append("ip link delete dev %s" % info.bridge["ifname"])
@@ -516,7 +686,7 @@ class SegmentSet(Resource):
         after_ids = set(i["id"] for i in after)
         needed = set()
         for item in after:
-            needed.update(n for n in (item["bridge"], uplink_name(item)) if n)
+            needed.update(n for n in (item["bridge"], uplink_name(item), interconnect_name(item)) if n)
         for name in self.orphans:
             out.remove.append("ip link delete dev %s" % name)
             removed.add(name)
@@ -531,8 +701,7 @@ class SegmentSet(Resource):
                 if old is not None:
                     remove_segment(item["id"])
                 creating.append(item["bridge"])
-                if uplink_name(item):
-                    creating.append(uplink_name(item))
+                creating.extend(n for n in (uplink_name(item), interconnect_name(item)) if n)
                 out.new_segment(item)
                 continue
             self._plan_change(out, item, old, live[item["id"]], removed, creating)
@@ -545,7 +714,21 @@ class SegmentSet(Resource):
                 raise Conflict("cannot create %s for a segment: a %s link of that name already exists%s and is not a "
                                "segment's; rename or remove it, or give the segment another bridge name"
                                % (name, _kind(link) or "network", self._where()))
+        out.filter = self._plan_filter(after, force)
         return out.commands()
+
+    def _plan_filter(self, after, force=False):
+        """The nft commands that make our interconnect table what ``after`` needs: the whole table
+        in one transaction when it differs, its removal when no segment has an interconnect."""
+        ruleset = interconnect_ruleset(after)
+        listing = self.filter
+        if ruleset is None:
+            if listing is not None and listing.owned:
+                return ["nft delete table bridge %s" % INTERCONNECT_TABLE]
+            return []
+        if ruleset.matches(listing) and not force:
+            return []
+        return ["nft " + line for line in ruleset.commands(None)]
 
     def same(self, old, new):
         """A segment without an MTU of its own keeps whatever MTU the kernel gave it."""
@@ -559,7 +742,7 @@ class SegmentSet(Resource):
     def _check_devices(self, after, creating):
         """Refuse trunks and underlay devices of uplinks to create that do not exist here."""
         for item in after:
-            if uplink_name(item) not in creating:
+            if uplink_name(item) not in creating and interconnect_name(item) not in creating:
                 continue
             for field in ("trunk", "dev"):
                 name = item.get(field)
@@ -586,6 +769,9 @@ class SegmentSet(Resource):
             removed.add(name)
         want = _uplink_spec(item)
         have = _live_spec(info.uplink) if info.uplink else None
+        if info.extras or have != want or _interconnect_spec(item) != (
+                _live_spec(info.interconnect) if info.interconnect else None):
+            self._pin_bridge(out, info.bridge)
         if have != want:
             if info.uplink is not None:
                 out.remove.append("ip link delete dev %s" % info.uplink["ifname"])
@@ -612,11 +798,56 @@ class SegmentSet(Resource):
                 out.fdb.extend(_fdb("del", uplink["ifname"], p) for p in sorted(have_peers - want_peers))
                 out.fdb.extend(_fdb("append", uplink["ifname"], p) for p in sorted(want_peers - have_peers))
 
+        self._plan_interconnect(out, item, info, removed, creating)
         for address in sorted(info.addresses):
             if address != item["gateway"]:
                 out.unaddress.append("ip address delete %s dev %s" % (address, bridge))
         if item["gateway"] and item["gateway"] not in info.addresses:
             out.address.append("ip address add %s dev %s" % (item["gateway"], bridge))
+
+    @staticmethod
+    def _pin_bridge(out, bridge):
+        """Keep the bridge's MAC address while ports of ours come and go on it.
+
+        A bridge whose address was never set takes the lowest MAC of its ports, so adding or
+        removing an uplink or interconnect port would change the gateway's MAC under the
+        instances' ARP caches (they would lose their gateway until the entries expire). Setting
+        the address it has marks it as set, and the kernel then keeps it.
+        """
+        if bridge.get("address"):
+            out.pin.append("ip link set dev %s address %s" % (bridge["ifname"], bridge["address"]))
+
+    @staticmethod
+    def _plan_interconnect(out, item, info, removed, creating):
+        """Commands that turn the interconnect port of an existing segment into ``item``'s."""
+        want = _interconnect_spec(item)
+        port = info.interconnect
+        have = _live_spec(port) if port is not None else None
+        if have != want:
+            if port is not None:
+                out.remove.append("ip link delete dev %s" % port["ifname"])
+                removed.add(port["ifname"])
+            if want is not None:
+                creating.append(interconnect_name(item))
+                out.new_interconnect(item)
+            return
+        if want is None:
+            return
+        sets = []
+        if port.get("ifalias") != INTERCONNECT_ALIAS % item["id"]:
+            sets.append("alias %s" % (INTERCONNECT_ALIAS % item["id"]))
+        if port.get("master") != item["bridge"]:
+            sets.append("master %s" % item["bridge"])
+        if item["mtu"] and port.get("mtu") != item["mtu"]:
+            sets.append("mtu %d" % item["mtu"])
+        if "UP" not in port.get("flags", []):
+            sets.append("up")
+        if sets:
+            out.configure.append("ip link set dev %s %s" % (port["ifname"], " ".join(sets)))
+        have_peers = set(info.interconnect_peers)
+        want_peers = set(item["interconnect"])
+        out.fdb.extend(_fdb("del", port["ifname"], p) for p in sorted(have_peers - want_peers, key=netaddr.IPAddress))
+        out.fdb.extend(_fdb("append", port["ifname"], p) for p in sorted(want_peers - have_peers, key=netaddr.IPAddress))
 
     # -------------------------------------------------------------- apply
     def apply(self, plan, after, generation):
@@ -625,6 +856,8 @@ class SegmentSet(Resource):
             try:
                 if tool == "ip":
                     run(["ip", "-batch", "-"], namespace=self.namespace, data="\n".join(lines) + "\n")
+                elif tool == "nft":
+                    rules.nft_load(lines, self.namespace)
                 elif tool == "bridge":
                     run(["bridge", "-batch", "-"], namespace=self.namespace, data="\n".join(lines) + "\n")
                 else:
@@ -658,7 +891,8 @@ def batches(plan):
 
 def render_batches(plan):
     """The plan as the text of its batches, each headed by the command that reads it."""
-    heads = {"ip": "# ip -batch -", "sysctl": "# sysctl -e -p /dev/stdin", "bridge": "# bridge -batch -"}
+    heads = {"ip": "# ip -batch -", "sysctl": "# sysctl -e -p /dev/stdin", "bridge": "# bridge -batch -",
+             "nft": "# nft -f -"}
     text = []
     for tool, lines in batches(plan):
         text.append(heads[tool])
@@ -678,6 +912,10 @@ def _explain(exc, lines):
                     "cannot be made on this host; use mode vxlan or flat.")
         elif "vxlan" in kinds:
             msg += "\nThe kernel has no VXLAN support (CONFIG_VXLAN; try modprobe vxlan)."
+    elif any(line.startswith("add table bridge ") for line in lines) and (
+            "Operation not supported" in msg or "No such file or directory" in msg):
+        msg += ("\nThe kernel may lack nftables' bridge family (CONFIG_NF_TABLES_BRIDGE; try modprobe nft_bridge "
+                "or nf_tables_bridge): segment interconnects need it to keep gateway ARP and DHCP in their cluster.")
     msg += ("\nLinks made before the failing line stay; fix the cause and run again: the module converges from "
             "what is there.")
     return EucaError(msg, **exc.details)
