@@ -18,7 +18,8 @@ from harness.libvirtd import remove_domains
 from harness.runner import REPO_ROOT, run_module, run_playbook
 from harness.sandbox import sandbox_vars
 
-pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.slow]
+# minutes on an idle machine; the limit leaves room for a loaded 2-core one (pytest.ini's 300 s did not)
+pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(900)]
 
 INVENTORY = str(REPO_ROOT / "inventories" / "sandbox")
 WALRUS_PORT = 18773

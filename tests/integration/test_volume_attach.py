@@ -25,7 +25,8 @@ from harness import netns as _netns
 from harness import tgtd as _tgtd
 from harness.runner import REPO_ROOT, run_module, run_playbook
 
-pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.slow]
+# minutes on an idle machine; the limit leaves room for a loaded 2-core one (pytest.ini's 300 s did not)
+pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(900)]
 
 SC_IP, NC_IP = "10.31.0.2", "10.31.0.3"
 FETCH = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())"

@@ -31,9 +31,9 @@ description:
     the V(vxic<id>) ports, in both directions, ARP whose sender or target address is the segment's gateway, and
     DHCP (UDP 67 and 68), so instances resolve their gateway to their own cluster controller and lease from its
     dnsmasq. The table is replaced whole in one C(nft -f) transaction when it differs and removed when no segment
-    has an interconnect any more. Traffic bridged between a node's port and the interconnect still crosses the
-    controller's security-group filter (M(euca.cloud.firewall), with C(net.bridge.bridge-nf-call-iptables=1)), where
-    same-group traffic passes.
+    has an interconnect any more. Traffic bridged between a node's port and the interconnect stays inside the
+    group's segment; where C(net.bridge.bridge-nf-call-iptables=1) sends it through the controller's
+    security-group filter (M(euca.cloud.firewall)), same-group traffic passes there.
   - On the cluster controller the segment's gateway address sits on the bridge; node controllers usually leave
     O(config[].gateway) out.
   - Runs on C(cc) and C(nc) hosts. With O(namespace) everything happens inside that network namespace.

@@ -243,7 +243,9 @@ class Instance:
             shutil.rmtree(self.dir, ignore_errors=True)
             self._unpin_all()
             return None
-        os.makedirs(self.dir, mode=0o700, exist_ok=True)
+        # searchable, not listable: the host's libvirtd runs QEMU as its own user (libvirt-qemu), which must
+        # reach the files libvirt hands it (dynamic ownership) inside
+        os.makedirs(self.dir, mode=0o711, exist_ok=True)
         for image_id in want["images"].values():
             self.cache.pin(image_id, self.name)
         if "create overlay" in actions:

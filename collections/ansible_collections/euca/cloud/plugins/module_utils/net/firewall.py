@@ -11,8 +11,9 @@ to_port, cidr | source_group}``. Semantics (Eucalyptus MANAGED mode):
   what the group's rules authorise, and drops the rest;
 - established/related traffic passes (answers, and the way out for what was let in);
 - the filter runs in the forward hook, after prerouting DNAT, so traffic to an elastic IP is
-  filtered by the destination instance's group; bridged traffic inside a segment also
-  reaches this hook (br_netfilter, ``bridge-nf-call-iptables=1``) and passes as same-group;
+  filtered by the destination instance's group; bridged traffic inside a segment reaches
+  this hook only with br_netfilter's ``bridge-nf-call-iptables=1`` (the roles set 0: a DNATed
+  hairpin would be bridged back into the port it came by), and then passes as same-group;
 - destinations outside every group (the world) are not filtered here: instances may go out.
 
 nft dispatches with one verdict map (``ip daddr vmap { subnet : jump sg-… }``), so the cost
