@@ -239,17 +239,22 @@ def normalize(item, defaults=None):
             out["group"] = str(group)
         else:
             out["group"] = None
-        if isinstance(peers, str):
-            peers = [peers]
-        seen = set()
-        for peer in peers or []:
-            address = _address(peer, "%s: peer" % label, local.version)
-            if address.is_multicast() or address == local:
-                raise InvalidInput("%s: peer %s must be another host's unicast VTEP address" % (label, address))
-            seen.add(address)
-        out["peers"] = [str(a) for a in sorted(seen)]
+        out["peers"] = _vteps(peers, local, "%s: peer" % label, "another host's unicast VTEP address")
         _normalize_interconnect(out, item, defaults, local, label)
     return out
+
+
+def _vteps(peers, local, what, must):
+    """Unicast VTEP addresses other than ``local`` (one or a list), sorted and without repeats."""
+    if isinstance(peers, str):
+        peers = [peers]
+    seen = set()
+    for peer in peers or []:
+        address = _address(peer, what, local.version)
+        if address.is_multicast() or address == local:
+            raise InvalidInput("%s %s must be %s" % (what, address, must))
+        seen.add(address)
+    return [str(a) for a in sorted(seen)]
 
 
 def _normalize_interconnect(out, item, defaults, local, label):
@@ -257,23 +262,16 @@ def _normalize_interconnect(out, item, defaults, local, label):
     peers = item.get("interconnect")
     if peers is None:
         peers = defaults.get("interconnect")
-    if isinstance(peers, str):
-        peers = [peers]
-    seen = set()
-    for peer in peers or []:
-        address = _address(peer, "%s: interconnect peer" % label, local.version)
-        if address.is_multicast() or address == local:
-            raise InvalidInput("%s: interconnect peer %s must be another cluster's CC VTEP (a unicast address)"
-                               % (label, address))
-        seen.add(address)
-    both = sorted(str(a) for a in seen if str(a) in out["peers"])
+    interconnect = _vteps(peers, local, "%s: interconnect peer" % label,
+                          "another cluster's CC VTEP (a unicast address)")
+    both = [a for a in interconnect if a in out["peers"]]
     if both:
         # the two CCs would relay each other's floods back and forth: a broadcast storm
         raise InvalidInput("%s: %s is both a peer and an interconnect peer; list a CC of this cluster in peers "
                            "and the other clusters' CCs in interconnect" % (label, ", ".join(both)))
-    out["interconnect"] = [str(a) for a in sorted(seen)]
+    out["interconnect"] = interconnect
     out["interconnect_port"] = None
-    if seen:
+    if interconnect:
         port = item.get("interconnect_port") or defaults.get("interconnect_port") or DEFAULT_INTERCONNECT_PORT
         port = _int(port, "%s: interconnect_port" % label)
         if not 1 <= port <= 65535:
