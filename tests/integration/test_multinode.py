@@ -4,14 +4,15 @@ proves it with real guests, packets and bytes across the hosts (verify.yml says 
 day-2 node operations on it: add-node.yml brings a bare host into cluster_a (an instance is placed
 there and reached from another node), evict-node.yml takes it out again. destroy leaves nothing.
 
-Slow (about 15 minutes on a warm machine, more when the base image and the local apt repository
-are built first); its limits leave room for a loaded 2-core machine.
+Slow: about 5 minutes on a warm machine, one or two more when the base image and the local apt
+repository are built first; its limits are three times that and more, for a loaded 2-core machine.
 """
 
 import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -43,7 +44,7 @@ def _molecule(step, env, timeout):
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _playbook(env, inventories, playbook, timeout=1800, **extravars):
+def _playbook(env, inventories, playbook, timeout=900, **extravars):
     argv = [os.path.join(BIN, "ansible-playbook")]
     for inventory in inventories:
         argv += ["-i", str(inventory)]
@@ -51,12 +52,14 @@ def _playbook(env, inventories, playbook, timeout=1800, **extravars):
     return subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-def _adhoc(env, inventories, host, module, args):
-    """One module on one host (ansible's ad-hoc command); its result."""
+def _adhoc(env, inventories, host, module, args, check=True):
+    """One module on one host (ansible's ad-hoc command); its result (None when it failed and not check)."""
     argv = [os.path.join(BIN, "ansible"), host, "-m", module, "-a", args, "-o"]
     for inventory in inventories:
         argv += ["-i", str(inventory)]
     done = subprocess.run(argv, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 and not check:
+        return None
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     return json.loads(done.stdout.split(" => ", 1)[1])
 
@@ -85,15 +88,17 @@ def _ours(prefix):
     return spaces, containers
 
 
-@pytest.mark.timeout(3600)
+@pytest.mark.timeout(1800)
 def test_multinode_scenario_deploys_bare_hosts_and_proves_the_cloud_across_them(guest_image, tmp_path):
     prefix = "eut" + uuid.uuid4().hex[:4]
     ephemeral = tmp_path / "molecule"
     env = _env(prefix, ephemeral)
     steps = {}
     try:
-        for step, limit in (("create", 1800), ("prepare", 600), ("converge", 1800), ("idempotence", 900),
-                            ("verify", 1800)):
+        # measured: create 10 s (2 min with a cold image cache), prepare 10 s, converge 50-90 s,
+        # idempotence 25 s, verify 60 s
+        for step, limit in (("create", 900), ("prepare", 600), ("converge", 900), ("idempotence", 600),
+                            ("verify", 900)):
             done = _molecule(step, env, limit)
             steps[step] = done
             assert done.returncode == 0, (step, done.stdout[-6000:], done.stderr[-3000:])
@@ -114,18 +119,23 @@ def test_multinode_scenario_deploys_bare_hosts_and_proves_the_cloud_across_them(
         assert added.returncode == 0, added.stdout[-6000:]
         again = _playbook(env, inventories, "add-node.yml", node="nc-a3")
         assert again.returncode == 0 and _recap_changed(again.stdout) == 0, again.stdout[-4000:]
-        # an instance placed on it is reached from another node of the cluster
+        # instances placed on it are reached from another node of the cluster: three more round-robin
+        # placements in cluster_a take each of its three nodes once
         run = _playbook(env, inventories, "run-instances.yml", instance_name="mn-web-a", image="mn-image",
-                        group="mn-web", cluster="cluster_a", count=3)
+                        group="mn-web", cluster="cluster_a", count=5)
         assert run.returncode == 0, run.stdout[-6000:]
         instances = [i for i in _adhoc(env, inventories, "clc01", "euca.cloud.ledger_info",
                                        "ledger=/var/lib/euca/clc/ledger.sqlite")["instances"]
                      if i["name"] == "mn-web-a" and i["state"] == "running"]
+        assert sorted(i["node"] for i in instances) == ["nc-a1", "nc-a1", "nc-a2", "nc-a2", "nc-a3"], instances
         (new,) = [i for i in instances if i["node"] == "nc-a3"]
-        (old,) = [i for i in instances if i["node"] == "nc-a1"]
-        probe = _adhoc(env, inventories, "cc-a", "ansible.builtin.uri",
-                       "url=http://%s/cgi-bin/probe?host=%s return_content=true" % (old["private_ip"], new["private_ip"]))
-        assert probe["content"].strip() == new["id"], probe
+        old = sorted((i for i in instances if i["node"] == "nc-a1"), key=lambda i: i["launch_index"])[0]
+        url = "url=http://%s/cgi-bin/probe?host=%s return_content=true" % (old["private_ip"], new["private_ip"])
+        deadline = time.monotonic() + 180  # a guest answers 10-30 s after its start here
+        while (answer := (_adhoc(env, inventories, "cc-a", "ansible.builtin.uri", url, check=False)
+                          or {"content": "(no answer)"})["content"].strip()) != new["id"]:
+            assert time.monotonic() < deadline, "%s on nc-a1 does not reach %s on nc-a3: %s" % (old["id"], new["id"], answer)
+            time.sleep(3)
         evicted = _playbook(env, inventories, "evict-node.yml", node="nc-a3", terminate_instances=True)
         assert evicted.returncode == 0, evicted.stdout[-6000:]
         described = _playbook(env, inventories, "describe.yml")

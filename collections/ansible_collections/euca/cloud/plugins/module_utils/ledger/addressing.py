@@ -40,7 +40,6 @@ def require_netaddr():
         raise EucaError(NETADDR_MISSING)
 
 
-
 def parse_network(text, field):
     """An IPv4 network from CIDR text; the address must be the network's own (no host bits)."""
     require_netaddr()
