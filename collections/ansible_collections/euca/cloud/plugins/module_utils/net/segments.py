@@ -346,6 +346,28 @@ def _fdb(op, dev, peer):
     return "bridge fdb %s %s dev %s dst %s" % (op, ZERO_MAC, dev, peer)
 
 
+def _flood_changes(out, dev, have, want):
+    """The flood-list entries of VXLAN port ``dev`` to delete and to append, from ``have`` to ``want``."""
+    have, want = set(have), set(want)
+    out.fdb.extend(_fdb("del", dev, p) for p in sorted(have - want, key=netaddr.IPAddress))
+    out.fdb.extend(_fdb("append", dev, p) for p in sorted(want - have, key=netaddr.IPAddress))
+
+
+def _repair_port(out, link, alias, bridge, mtu):
+    """Put an existing port of ours back as it must be: our alias, its bridge, the MTU, up."""
+    sets = []
+    if link.get("ifalias") != alias:
+        sets.append("alias %s" % alias)
+    if link.get("master") != bridge:
+        sets.append("master %s" % bridge)
+    if mtu and link.get("mtu") != mtu:
+        sets.append("mtu %d" % mtu)
+    if "UP" not in link.get("flags", []):
+        sets.append("up")
+    if sets:
+        out.configure.append("ip link set dev %s %s" % (link["ifname"], " ".join(sets)))
+
+
 class _Plan:
     """Commands collected by phase, so a batch never needs a link before it exists."""
 
@@ -779,22 +801,9 @@ class SegmentSet(Resource):
                 out.new_uplink(item)
         elif want is not None:
             uplink = info.uplink
-            sets = []
-            if uplink.get("ifalias") != UPLINK_ALIAS % item["id"]:
-                sets.append("alias %s" % (UPLINK_ALIAS % item["id"]))
-            if uplink.get("master") != bridge:
-                sets.append("master %s" % bridge)
-            if item["mtu"] and uplink.get("mtu") != item["mtu"]:
-                sets.append("mtu %d" % item["mtu"])
-            if "UP" not in uplink.get("flags", []):
-                sets.append("up")
-            if sets:
-                out.configure.append("ip link set dev %s %s" % (uplink["ifname"], " ".join(sets)))
+            _repair_port(out, uplink, UPLINK_ALIAS % item["id"], bridge, item["mtu"])
             if item["mode"] == "vxlan":
-                have_peers = set(old.get("peers") or [])
-                want_peers = set(item["peers"])
-                out.fdb.extend(_fdb("del", uplink["ifname"], p) for p in sorted(have_peers - want_peers))
-                out.fdb.extend(_fdb("append", uplink["ifname"], p) for p in sorted(want_peers - have_peers))
+                _flood_changes(out, uplink["ifname"], old.get("peers") or [], item["peers"])
 
         self._plan_interconnect(out, item, info, removed, creating)
         for address in sorted(info.addresses):
@@ -831,21 +840,8 @@ class SegmentSet(Resource):
             return
         if want is None:
             return
-        sets = []
-        if port.get("ifalias") != INTERCONNECT_ALIAS % item["id"]:
-            sets.append("alias %s" % (INTERCONNECT_ALIAS % item["id"]))
-        if port.get("master") != item["bridge"]:
-            sets.append("master %s" % item["bridge"])
-        if item["mtu"] and port.get("mtu") != item["mtu"]:
-            sets.append("mtu %d" % item["mtu"])
-        if "UP" not in port.get("flags", []):
-            sets.append("up")
-        if sets:
-            out.configure.append("ip link set dev %s %s" % (port["ifname"], " ".join(sets)))
-        have_peers = set(info.interconnect_peers)
-        want_peers = set(item["interconnect"])
-        out.fdb.extend(_fdb("del", port["ifname"], p) for p in sorted(have_peers - want_peers, key=netaddr.IPAddress))
-        out.fdb.extend(_fdb("append", port["ifname"], p) for p in sorted(want_peers - have_peers, key=netaddr.IPAddress))
+        _repair_port(out, port, INTERCONNECT_ALIAS % item["id"], item["bridge"], item["mtu"])
+        _flood_changes(out, port["ifname"], info.interconnect_peers, item["interconnect"])
 
     # -------------------------------------------------------------- apply
     def apply(self, plan, after, generation):
