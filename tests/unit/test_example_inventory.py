@@ -359,6 +359,13 @@ def test_no_variable_is_set_by_two_groups_that_share_a_host(groups):
                 assert not both, f"group_vars/{first}.yml and {second}.yml both set {sorted(both)}"
 
 
+def test_the_multinode_scenario_builds_every_host_of_the_inventory(listing):
+    # molecule gives connection settings to its platforms only: each host of hosts.yml must be one
+    scenario = yaml.safe_load((REPO_ROOT / "molecule" / "multinode" / "molecule.yml").read_text())
+    assert sorted(p["name"] for p in scenario["platforms"]) == sorted(listing["_meta"]["hostvars"])
+    assert "../../inventories/example" in scenario["provisioner"]["inventory"]["links"]["hosts"]
+
+
 def test_host_vars_name_hosts_of_the_inventory(listing):
     for path in sorted((INVENTORY / "host_vars").glob("*.yml")):
         assert path.read_text().startswith("---\n"), path
