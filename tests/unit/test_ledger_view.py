@@ -82,7 +82,7 @@ def test_revoke_rules_removes_only_the_named_rules(tmp_path):
         with ledger.write() as txn:
             # a rule the group does not have is no change; a malformed one is refused
             assert not groups.ensure_group(txn, "web", revoke_rules=[{"from_port": 22, "cidr": "198.51.100.0/24"}])["changed"]
-            with pytest.raises(InvalidInput, match="port 70000 is outside 0-65535"):
+            with pytest.raises(InvalidInput, match="from_port 70000 is outside 1-65535"):
                 groups.ensure_group(txn, "web", revoke_rules=[{"from_port": 70000, "cidr": "198.51.100.0/24"}])
 
 

@@ -140,8 +140,10 @@ class ConfigModule(EucaModule):
         resource = self.converged = self.resource()
         outcome = net_config.converge(
             resource, self.params["config"], self.params["state"], check_mode=self.check_mode,
-            generation=self.params.get("generation"),
+            generation=self.params.get("generation"), contain=self.params.get("on_invalid") == "skip",
         )
+        for problem in outcome.get("skipped") or []:
+            self.ansible.warn("left out, the rest was applied: %s" % problem["reason"])
         if self.ansible._diff and outcome["changed"]:
             # Ansible renders dict diffs, not list ones: key the items. Only the items that
             # change are shown: the others would be thousands of lines of context.

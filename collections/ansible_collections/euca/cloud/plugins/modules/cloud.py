@@ -124,7 +124,8 @@ generation:
 
 from ansible_collections.euca.cloud.plugins.module_utils.base import LEDGER_ARGS, LedgerModule
 from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidInput
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import cloud
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import cloud, settings
+from ansible_collections.euca.cloud.plugins.module_utils.model import network as model_network
 
 SETTINGS = ("network_mode", "private_network", "addresses_per_group", "segment_range", "public_ips", "scheduler",
             "vm_types")
@@ -133,12 +134,12 @@ SETTINGS = ("network_mode", "private_network", "addresses_per_group", "segment_r
 class CloudModule(LedgerModule):
     argument_spec = dict(
         LEDGER_ARGS,
-        network_mode=dict(type="str", choices=["vlan", "vxlan", "flat"]),
+        network_mode=dict(type="str", choices=list(model_network.NETWORK_MODES)),
         private_network=dict(type="str"),
         addresses_per_group=dict(type="int"),
         segment_range=dict(type="list", elements="int"),
         public_ips=dict(type="list", elements="str"),
-        scheduler=dict(type="str", choices=["GREEDY", "ROUNDROBIN", "POWERSAVE"]),
+        scheduler=dict(type="str", choices=list(settings.SCHEDULERS)),
         vm_types=dict(type="dict"),
     )
 

@@ -25,7 +25,12 @@ description:
     the jump from C(FORWARD) when it is missing.
   - The ledger generation applied is recorded in the ruleset; applying an older O(generation) fails. A second run
     with the same state changes nothing; a ruleset that was flushed or altered is loaded again.
-  - Everything is validated before anything is applied.
+  - Everything is validated before anything is applied. With O(on_invalid=skip) (what C(playbooks/network.yml) uses)
+    a rule or group that cannot be applied is left out and named in RV(skipped) while every other group is
+    converged, so one tenant's bad record never stops the rest of the cloud from converging.
+  - Rules have EC2's semantics, defined once for the ledger and the filter (C(module_utils/model/rules.py)), so the
+    ledger (M(euca.cloud.security_group)) refuses at entry every rule this module would refuse, with the same
+    message.
 author:
   - euca.cloud maintainers (@euca-cloud)
 extends_documentation_fragment:
@@ -55,20 +60,22 @@ options:
         default: []
         suboptions:
           protocol:
-            description: Protocol the rule authorises.
+            description:
+              - Protocol the rule authorises, V(tcp), V(udp), V(icmp) or V(all) (or the numbers 6, 17, 1, -1).
+              - Checked by the module rather than by Ansible's argument parsing, so a bad rule can be left out alone
+                (O(on_invalid=skip)).
             type: str
-            choices: [tcp, udp, icmp, all]
             default: tcp
           from_port:
             description:
               - First port (1-65535) for V(tcp) and V(udp), required for them.
-              - The ICMP type (-1 for any, the default) for V(icmp). Ignored for V(all).
+              - The ICMP type (0-255, or -1 for every type, the default) for V(icmp). Must be -1 or unset for V(all).
             type: int
           to_port:
             description:
               - Last port (1-65535, at least O(config[].rules[].from_port)) for V(tcp) and V(udp); defaults to
                 O(config[].rules[].from_port).
-              - The ICMP code (-1 for any, the default) for V(icmp). Ignored for V(all).
+              - The ICMP code (0-255, or -1 for every code, the default) for V(icmp); a code needs a type.
             type: int
           cidr:
             description: Source addresses the rule authorises. Exactly one of this and O(config[].rules[].source_group).
@@ -85,6 +92,16 @@ options:
     type: str
     choices: [merged, overridden, deleted, rendered]
     default: merged
+  on_invalid:
+    description:
+      - What to do with a group or rule in O(config) that cannot be applied (a port out of range, a bad CIDR or
+        name, an unknown source group, an overlapping subnet).
+      - V(fail) refuses the whole run before anything changes.
+      - V(skip) leaves it out, converges everything else, warns, and names what it left out in RV(skipped); a group
+        left out as a whole keeps the rules it has now. Only with O(state=merged) or O(state=overridden).
+    type: str
+    choices: [fail, skip]
+    default: fail
 """
 
 EXAMPLES = r"""
@@ -161,6 +178,27 @@ generation:
   returned: unless state is rendered
   type: int
   sample: 42
+skipped:
+  description:
+    - What was left out with O(on_invalid=skip), one item per group or rule, with the reason; empty when everything
+      was applied.
+  returned: when O(on_invalid=skip)
+  type: list
+  elements: dict
+  contains:
+    group:
+      description: The group the problem belongs to.
+      type: str
+    rule:
+      description: The rule left out as given, or null when the whole group was left out.
+      type: dict
+    reason:
+      description: Why, in the words the ledger uses to refuse it.
+      type: str
+    kept:
+      description: Present when a group left out as a whole keeps what was applied before.
+      type: str
+  sample: [{group: web, rule: {protocol: tcp, from_port: 0, cidr: 0.0.0.0/0}, reason: "group web tcp rule from_port 0 is outside 1-65535"}]
 backend:
   description: The backend used (V(auto) resolved).
   returned: always
@@ -179,13 +217,14 @@ class FirewallModule(RulesetModule):
             name=dict(type="str", required=True),
             subnet=dict(type="str", required=True),
             rules=dict(type="list", elements="dict", default=[], options=dict(
-                protocol=dict(type="str", default="tcp", choices=["tcp", "udp", "icmp", "all"]),
+                protocol=dict(type="str", default="tcp"),
                 from_port=dict(type="int"),
                 to_port=dict(type="int"),
                 cidr=dict(type="str"),
                 source_group=dict(type="str"),
             )),
         )),
+        on_invalid=dict(type="str", default="fail", choices=["fail", "skip"]),
     )
 
     def resource(self):

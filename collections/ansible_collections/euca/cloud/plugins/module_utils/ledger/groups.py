@@ -8,11 +8,11 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, Exhausted, InvalidInput, NotFound
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing, ids, settings
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing, settings
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.schema import now
-
-PROTOCOLS = ("tcp", "udp", "icmp", "all")
-RULE_KEYS = ("protocol", "from_port", "to_port", "cidr", "source_group")
+from ansible_collections.euca.cloud.plugins.module_utils.model import names
+from ansible_collections.euca.cloud.plugins.module_utils.model import network as model_network
+from ansible_collections.euca.cloud.plugins.module_utils.model import rules as model_rules
 
 
 def get_group(txn, name):
@@ -42,13 +42,9 @@ def _rule_view(rule):
     return view
 
 
-def _key(rule):
-    return tuple(rule.get(k) or "" for k in RULE_KEYS)
-
-
 def _stored_rules(txn, name):
     """The group's rules as stored, by key."""
-    return dict((_key(r), r) for r in txn.rows(
+    return dict((model_rules.key(r), r) for r in txn.rows(
         "SELECT protocol, from_port, to_port, cidr, source_group FROM group_rules WHERE group_name = ?", name))
 
 
@@ -61,37 +57,12 @@ def _delete_rule(txn, name, rule):
 
 
 def normalize_rule(txn, group, rule):
-    """Validate one ingress rule and give it the stored shape."""
-    # Ansible passes unset suboptions as None: treat them as absent.
-    protocol = str(rule.get("protocol") or "tcp").lower()
-    if protocol == "-1":
-        protocol = "all"
-    if protocol not in PROTOCOLS:
-        raise InvalidInput("group %s: rule protocol must be one of %s, not %r" % (group, ", ".join(PROTOCOLS), rule.get("protocol")))
-    if protocol == "all":
-        low, high = -1, -1
-    else:
-        low = rule.get("from_port")
-        high = rule.get("to_port")
-        if high is None:
-            high = low
-        if low is None:
-            raise InvalidInput("group %s: a %s rule needs from_port (and to_port for a range)" % (group, protocol))
-        limits = (-1, 255) if protocol == "icmp" else (0, 65535)
-        for value in (low, high):
-            if not isinstance(value, int) or not limits[0] <= value <= limits[1]:
-                raise InvalidInput("group %s: %s port %r is outside %d-%d" % (group, protocol, value, limits[0], limits[1]))
-        if protocol != "icmp" and low > high:
-            raise InvalidInput("group %s: from_port %d is above to_port %d" % (group, low, high))
-    cidr = rule.get("cidr") or ""
-    source = rule.get("source_group") or ""
-    if bool(cidr) == bool(source):
-        raise InvalidInput("group %s: each rule needs exactly one of cidr or source_group" % group)
-    if cidr:
-        cidr = str(addressing.parse_network(cidr, "group %s rule cidr" % group))
-    if source and source != group:
-        get_group(txn, source)
-    return {"protocol": protocol, "from_port": low, "to_port": high, "cidr": cidr, "source_group": source}
+    """Validate one ingress rule with the model (what the CC's filter would refuse is refused here,
+    with the same message) and give it the stored shape (absent cidr or source group: '')."""
+    normal = model_rules.normalize_rule(rule, group)
+    if normal["source_group"] and normal["source_group"] != group:
+        get_group(txn, normal["source_group"])
+    return dict(normal, cidr=normal["cidr"] or "", source_group=normal["source_group"] or "")
 
 
 def _allocate_segment(txn, conf, requested):
@@ -99,12 +70,7 @@ def _allocate_segment(txn, conf, requested):
     mode = conf["network_mode"]
     taken = set(r["segment_id"] for r in txn.rows("SELECT segment_id FROM security_groups"))
     if requested is not None:
-        limit_low, limit_high = settings.SEGMENT_LIMITS[mode]
-        if not isinstance(requested, int) or not limit_low <= requested <= limit_high:
-            raise InvalidInput(
-                "segment_id %r is not a valid %s id (%d-%d)%s" % (
-                    requested, mode, limit_low, limit_high, "; 802.1Q tags 0 and 4095 are reserved" if mode == "vlan" else "")
-            )
+        model_network.check_segment_id(mode, requested, "segment_id")
         if not low <= requested <= high:
             raise InvalidInput("segment_id %d is outside the cloud's segment_range %d-%d" % (requested, low, high))
         if requested in taken:
@@ -157,7 +123,7 @@ def ensure_group(txn, name, state="present", description=None, rules=None, purge
     A new group gets the lowest free segment id and subnet slice unless they are given;
     segment and subnet of an existing group cannot change (instances are wired to them).
     """
-    ids.check_name("security group", name)
+    names.check_name("security group", name)
     found = txn.row("SELECT * FROM security_groups WHERE name = ?", name)
     before = view(txn, found) if found else {}
     if state == "absent":
@@ -200,7 +166,7 @@ def ensure_group(txn, name, state="present", description=None, rules=None, purge
         wanted = {}
         for rule in rules:
             normal = normalize_rule(txn, name, rule)
-            wanted[_key(normal)] = normal
+            wanted[model_rules.key(normal)] = normal
         have = _stored_rules(txn, name)
         for key, rule in sorted(wanted.items()):
             if key not in have:
@@ -218,7 +184,7 @@ def ensure_group(txn, name, state="present", description=None, rules=None, purge
         have = _stored_rules(txn, name)
         for rule in revoke_rules:
             normal = normalize_rule(txn, name, rule)
-            if have.pop(_key(normal), None) is not None:
+            if have.pop(model_rules.key(normal), None) is not None:
                 _delete_rule(txn, name, normal)
                 changed = True
     after = view(txn, get_group(txn, name))

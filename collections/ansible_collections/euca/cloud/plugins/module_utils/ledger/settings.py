@@ -16,11 +16,9 @@ import json
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, InvalidInput
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing
+from ansible_collections.euca.cloud.plugins.module_utils.model import network as model_network
 
-NETWORK_MODES = ("vlan", "vxlan", "flat")
 SCHEDULERS = ("GREEDY", "ROUNDROBIN", "POWERSAVE")
-# The id range each mode can carry on the wire.
-SEGMENT_LIMITS = {"vlan": (1, 4094), "vxlan": (1, 16777215), "flat": (1, 4094)}
 
 DEFAULT_VM_TYPES = {
     "m1.small": {"cores": 1, "memory_mb": 128, "disk_gb": 2},
@@ -69,8 +67,7 @@ def store(txn, key, value):
 def validate(values):
     """Check a complete settings dict; raise InvalidInput naming the bad field."""
     mode = values["network_mode"]
-    if mode not in NETWORK_MODES:
-        raise InvalidInput("network_mode must be one of %s, not %r" % (", ".join(NETWORK_MODES), mode))
+    model_network.check_mode(mode)
     if values["scheduler"] not in SCHEDULERS:
         raise InvalidInput("scheduler must be one of %s, not %r" % (", ".join(SCHEDULERS), values["scheduler"]))
     network = addressing.parse_network(values["private_network"], "private_network")
@@ -82,7 +79,7 @@ def validate(values):
             "addresses_per_group %d does not fit in private_network %s (%d addresses)" % (size, network, network.size)
         )
     low, high = _segment_range(values["segment_range"])
-    limit_low, limit_high = SEGMENT_LIMITS[mode]
+    limit_low, limit_high = model_network.SEGMENT_LIMITS[mode]
     if low < limit_low or high > limit_high:
         raise InvalidInput(
             "segment_range %d-%d is outside what %s mode carries (%d-%d)%s"

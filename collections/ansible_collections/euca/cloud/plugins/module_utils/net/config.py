@@ -39,6 +39,18 @@ class Resource:
         """Check and normalize the desired items; raise InvalidInput before anything changes."""
         raise NotImplementedError
 
+    def validate_contained(self, items):
+        """Like :meth:`validate`, but what cannot be applied is left out instead of refused:
+        ``(items, problems)``, each problem a dict with ``reason``, and ``key`` when a whole
+        item was left out (that item then keeps what is applied now). Resources that cannot
+        apply part of a set (the default) refuse like :meth:`validate`."""
+        return self.validate(items), []
+
+    def contain_set(self, items):
+        """The set ``items`` less what it cannot hold together: ``(items, problems)`` (see
+        :meth:`validate_contained`). Default: everything fits."""
+        return items, []
+
     def gather(self):
         """The current items of ours, and the generation in place (or None): ``(items, generation)``."""
         raise NotImplementedError
@@ -108,15 +120,41 @@ def summarize(resource, before, after, plan):
     }
 
 
-def converge(resource, config, state, check_mode=False, generation=None):
+def _contain(resource, before, after, problems):
+    """``after`` with each item left out as a whole replaced by what is applied now (if
+    anything), then less what the set cannot hold; the problems found on the way are added."""
+    current = _by_key(resource, before)
+    present = set(item[resource.key] for item in after)
+    for problem in problems:
+        key = problem.get("key")
+        if key is not None and key in current and key not in present:
+            after.append(current[key])
+            present.add(key)
+            problem["kept"] = "as applied before"
+    after, more = resource.contain_set(sorted(after, key=lambda item: item[resource.key]))
+    problems.extend(more)
+    return after
+
+
+def converge(resource, config, state, check_mode=False, generation=None, contain=False):
     """Run the state machine for ``resource``; returns the module result.
 
     ``generation`` is the ledger generation the desired set was read at; a resource with
     ``generations`` refuses it when an newer generation is already applied.
+
+    ``contain``: what cannot be applied (a bad item, or part of one) is left out and named in
+    the result's ``skipped``; everything else is applied (one tenant's bad record never stops
+    the rest of the cloud from converging). Without it, bad input is refused before anything
+    changes.
     """
     if state not in STATES:
         raise InvalidInput("state must be one of %s, not %r" % (", ".join(STATES), state))
-    desired = resource.validate(config or [])
+    contain = contain and state in ("merged", "overridden")
+    problems = []
+    if contain:
+        desired, problems = resource.validate_contained(config or [])
+    else:
+        desired = resource.validate(config or [])
     if state == "rendered":
         return {"changed": False, "rendered": resource.render(desired, generation)}
     before, applied = resource.gather()
@@ -126,6 +164,8 @@ def converge(resource, config, state, check_mode=False, generation=None):
             "(another job converged newer state; read the ledger again)" % (generation, applied)
         )
     after = target_items(resource, state, before, desired)
+    if contain:
+        after = _contain(resource, before, after, problems)
     if resource.generations and generation is None:
         generation = applied
     plan = resource.plan(before, after)
@@ -145,6 +185,8 @@ def converge(resource, config, state, check_mode=False, generation=None):
     }
     if resource.generations:
         result["generation"] = generation
+    if contain:
+        result["skipped"] = problems
     if plan and not check_mode:
         resource.apply(plan, after, generation)
     return result

@@ -28,6 +28,8 @@ import re
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidInput
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing
+from ansible_collections.euca.cloud.plugins.module_utils.model import names
+from ansible_collections.euca.cloud.plugins.module_utils.model import rules as model_rules
 from ansible_collections.euca.cloud.plugins.module_utils.net import rules
 from ansible_collections.euca.cloud.plugins.module_utils.net.config import Resource
 
@@ -35,9 +37,6 @@ LABEL = "firewall"
 NFT_TABLE = "euca_filter"
 IPT_PREFIX = "EUCA-FW-"
 IPT_FORWARD = IPT_PREFIX + "FWD"
-PROTOCOLS = ("tcp", "udp", "icmp", "all")
-# the ledger's rule for security group names (ledger/ids.py)
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 _NFT_SAFE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 ANY = "0.0.0.0/0"
 
@@ -52,79 +51,63 @@ def ipt_chain(name):
     return IPT_PREFIX + rules.short_id(name)
 
 
-def _port(value, low, high, what):
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        try:
-            value = int(str(value))
-        except ValueError:
-            raise InvalidInput("%s %r is not a number" % (what, value))
-    if not low <= value <= high:
-        raise InvalidInput("%s %d is outside %d-%d" % (what, value, low, high))
-    return value
-
-
-def normalize_rule(group, rule):
-    """One ingress rule in canonical shape; InvalidInput names the group and the fix."""
-    if not isinstance(rule, dict):
-        raise InvalidInput("group %s: a rule must be a dict (protocol, from_port, to_port, cidr or source_group)" % group)
-    protocol = str(rule.get("protocol") or "tcp").lower()
-    if protocol not in PROTOCOLS:
-        raise InvalidInput("group %s: rule protocol must be one of %s, not %r" % (group, ", ".join(PROTOCOLS), protocol))
-    where = "group %s %s rule" % (group, protocol)
-    if protocol in ("tcp", "udp"):
-        low = _port(rule.get("from_port"), 1, 65535, where + " from_port")
-        high = _port(rule.get("to_port"), 1, 65535, where + " to_port")
-        if low is None:
-            raise InvalidInput("%s needs from_port (and to_port for a range), 1-65535" % where)
-        if high is None:
-            high = low
-        if low > high:
-            raise InvalidInput("%s: from_port %d is above to_port %d" % (where, low, high))
-    elif protocol == "icmp":
-        # Eucalyptus/EC2 convention: from_port is the ICMP type, to_port the code, -1 = any
-        low = _port(rule.get("from_port"), -1, 255, where + " type (from_port)")
-        high = _port(rule.get("to_port"), -1, 255, where + " code (to_port)")
-        low = -1 if low is None else low
-        high = -1 if high is None else high
-        if low == -1 and high != -1:
-            raise InvalidInput("%s: an ICMP code (to_port %d) needs a type (from_port)" % (where, high))
-    else:
-        low = high = -1
-    cidr = rule.get("cidr") or None
-    source = rule.get("source_group") or None
-    if bool(cidr) == bool(source):
-        raise InvalidInput("%s needs exactly one of cidr or source_group" % where)
-    if cidr:
-        cidr = str(addressing.parse_network(cidr, where + " cidr"))
-    return {"protocol": protocol, "from_port": low, "to_port": high, "cidr": cidr, "source_group": source}
-
-
-def normalize_group(item):
-    """One group in canonical shape (its rules normalized, in the order given)."""
+def _group_head(item):
+    """Name and subnet of one group item; InvalidInput when the group as a whole is unusable."""
     if not isinstance(item, dict):
         raise InvalidInput("a security group must be a dict with name, subnet and rules, not %r" % (item,))
-    name = item.get("name")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InvalidInput("security group name %r is not valid: use 1-128 letters, digits, '.', '_', ':' or '-'" % (name,))
+    name = names.check_name("security group", item.get("name"))
     subnet = str(addressing.parse_network(item.get("subnet"), "group %s subnet" % name))
-    return {"name": name, "subnet": subnet, "rules": [normalize_rule(name, r) for r in (item.get("rules") or [])]}
+    if not isinstance(item.get("rules") or [], list):
+        raise InvalidInput("group %s: rules must be a list" % name)
+    return name, subnet
+
+
+def normalize_group(item, problems=None):
+    """One group in canonical shape, its rules normalized by the model, in the order given.
+
+    With ``problems`` (a list), a rule the model refuses is left out and recorded there as
+    ``{group, rule, reason}`` instead of refusing the whole set: leaving a rule out only ever
+    denies traffic. Without it, the first bad rule raises InvalidInput.
+    """
+    name, subnet = _group_head(item)
+    out = []
+    for rule in item.get("rules") or []:
+        try:
+            out.append(model_rules.normalize_rule(rule, name))
+        except InvalidInput as exc:
+            if problems is None:
+                raise
+            problems.append({"group": name, "rule": rule, "reason": exc.msg})
+    return {"name": name, "subnet": subnet, "rules": out}
+
+
+def set_problems(groups):
+    """What a set of normalized groups cannot hold: overlapping subnets (the later group by
+    address, then name, is named) and rules whose source group is not in the set; as
+    ``{group, rule (None for the whole group), reason}``."""
+    problems = []
+    by_name = dict((g["name"], g) for g in groups)
+    nets = sorted(((addressing.netaddr.IPNetwork(g["subnet"]), g["name"]) for g in groups), key=lambda p: (p[0].first, p[1]))
+    kept = None
+    for net, name in nets:
+        if kept is not None and addressing.overlaps(kept[0], net):
+            problems.append({"group": name, "rule": None, "reason": "groups %s (%s) and %s (%s) have overlapping subnets; "
+                             "give each group its own subnet" % (kept[1], kept[0], name, net)})
+            continue
+        kept = (net, name)
+    for group in groups:
+        for rule in group["rules"]:
+            if rule["source_group"] and rule["source_group"] not in by_name:
+                problems.append({"group": group["name"], "rule": rule, "reason": "group %s: rule source_group %s is an "
+                                 "unknown group; declare it in config or use a cidr" % (group["name"], rule["source_group"])})
+    return problems
 
 
 def check_groups(groups):
     """Refuse overlapping subnets and rules whose source group is not among ``groups``."""
-    by_name = dict((g["name"], g) for g in groups)
-    nets = sorted(((addressing.netaddr.IPNetwork(g["subnet"]), g["name"]) for g in groups), key=lambda p: (p[0].first, p[1]))
-    for (net_a, name_a), (net_b, name_b) in zip(nets, nets[1:]):
-        if addressing.overlaps(net_a, net_b):
-            raise InvalidInput("groups %s (%s) and %s (%s) have overlapping subnets; give each group its own subnet"
-                               % (name_a, net_a, name_b, net_b))
-    for group in groups:
-        for rule in group["rules"]:
-            if rule["source_group"] and rule["source_group"] not in by_name:
-                raise InvalidInput("group %s: rule source_group %s is an unknown group; declare it in config or use a cidr"
-                                   % (group["name"], rule["source_group"]))
+    problems = set_problems(groups)
+    if problems:
+        raise InvalidInput(problems[0]["reason"])
 
 
 def _source(rule, by_name):
@@ -261,6 +244,33 @@ class FirewallResource(Resource):
         groups = [normalize_group(item) for item in items]
         check_groups(groups)
         return groups
+
+    def validate_contained(self, items):
+        """Normalize the groups, leaving out each rule the model refuses and each group that is
+        unusable as a whole (bad name or subnet); a group left out keeps what is applied now."""
+        groups, problems = [], []
+        for item in items:
+            try:
+                groups.append(normalize_group(item, problems))
+            except InvalidInput as exc:
+                name = item.get("name") if isinstance(item, dict) else None
+                problems.append({"group": name, "key": name if names.is_name(name) else None,
+                                 "rule": None, "reason": exc.msg})
+        return groups, problems
+
+    def contain_set(self, groups):
+        """The groups less what cannot be together: a group whose subnet overlaps an earlier
+        one's, and rules whose source group is not in the set (repeated until none is left)."""
+        problems = []
+        while True:
+            found = set_problems(groups)
+            if not found:
+                return groups, problems
+            problems.extend(found)
+            dropped = set(p["group"] for p in found if p["rule"] is None)
+            bad_rules = dict(((p["group"], model_rules.key(p["rule"])), True) for p in found if p["rule"] is not None)
+            groups = [dict(g, rules=[r for r in g["rules"] if (g["name"], model_rules.key(r)) not in bad_rules])
+                      for g in groups if g["name"] not in dropped]
 
     def build(self, groups):
         """The ruleset of the chosen backend for ``groups``."""

@@ -46,14 +46,16 @@ from ansible_collections.euca.cloud.plugins.module_utils.net import rules
 from ansible_collections.euca.cloud.plugins.module_utils.net.config import Resource
 from ansible_collections.euca.cloud.plugins.module_utils.process import CommandFailed, run
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.addressing import netaddr, require_netaddr
+from ansible_collections.euca.cloud.plugins.module_utils.model import names
+from ansible_collections.euca.cloud.plugins.module_utils.model import network as model_network
 
-MODES = ("vlan", "vxlan", "flat")
-VLAN_MAX = 4094
-VNI_MAX = 16777215
+MODES = model_network.NETWORK_MODES
+VLAN_MAX = model_network.VLAN_MAX
+VNI_MAX = model_network.VNI_MAX
 DEFAULT_VXLAN_PORT = 4789
 # 1500 minus the VXLAN/UDP/IPv4/Ethernet overhead (50 bytes): instances never fragment.
 DEFAULT_VXLAN_MTU = 1450
-IFNAMSIZ = 15
+IFNAMSIZ = names.IFNAMSIZ
 ALIAS = "euca.cloud/segment/%d"
 UPLINK_ALIAS = "euca.cloud/segment/%d/uplink"
 INTERCONNECT_ALIAS = "euca.cloud/segment/%d/interconnect"
@@ -69,7 +71,6 @@ _ALIAS_RE = re.compile(r"^euca\.cloud/segment/([0-9]+)$")
 _UPLINK_ALIAS_RE = re.compile(r"^euca\.cloud/segment/([0-9]+)/uplink$")
 _INTERCONNECT_ALIAS_RE = re.compile(r"^euca\.cloud/segment/([0-9]+)/interconnect$")
 _DEFAULT_BRIDGE_RE = re.compile(r"^eubr-([1-9][0-9]*)$")
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 COMMON_FIELDS = ("id", "mode", "bridge", "gateway", "mtu")
 MODE_FIELDS = {"flat": (), "vlan": ("trunk",),
@@ -82,9 +83,7 @@ DEFAULT_KEYS = ("mode", "trunk", "vxlan_local", "vxlan_dev", "vxlan_port", "vxla
 TOOLS = ("ip", "sysctl", "bridge", "nft")
 
 
-def bridge_name(segment_id):
-    """The default bridge of a segment (``eubr-<id>``), the same on every CC and NC."""
-    return "eubr-%d" % segment_id
+bridge_name = model_network.bridge_name
 
 
 def uplink_name(item):
@@ -92,7 +91,7 @@ def uplink_name(item):
     if item["mode"] == "vlan":
         return "%s.%d" % (item["trunk"], item["id"])
     if item["mode"] == "vxlan":
-        return "vxlan%d" % item["id"]
+        return model_network.vxlan_uplink_name(item["id"])
     return None
 
 
@@ -100,18 +99,13 @@ def interconnect_name(item):
     """The interconnect port (``vxic<id>``, at most 12 characters) of a normalized segment item,
     or None when it has no interconnect."""
     if item.get("interconnect"):
-        return "vxic%d" % item["id"]
+        return model_network.interconnect_name(item["id"])
     return None
 
 
 # ---------------------------------------------------------------- validation
 def _ifname(value, what):
-    text = str(value)
-    if len(text) > IFNAMSIZ or not _IFNAME_RE.match(text) or text in (".", ".."):
-        raise InvalidInput(
-            "%s %r is not a usable interface name (1-%d characters: letters, digits, '_', '-', '.')"
-            % (what, text, IFNAMSIZ))
-    return text
+    return names.check_ifname(value, what)
 
 
 def _int(value, what):
@@ -152,10 +146,6 @@ def _gateway(value, what):
     return "%s/%d" % (network.ip, network.prefixlen)
 
 
-def _id_range(mode):
-    return VLAN_MAX if mode == "vlan" else VNI_MAX
-
-
 def normalize(item, defaults=None):
     """One segment item, checked and completed with the module-level ``defaults``.
 
@@ -173,14 +163,9 @@ def normalize(item, defaults=None):
         raise InvalidInput("every segment needs an id (its VLAN tag or VXLAN network id)")
     seg_id = _int(item["id"], "segment id")
     mode = item.get("mode") or defaults.get("mode") or "vlan"
-    if mode not in MODES:
-        raise InvalidInput("segment %d: mode must be one of %s, not %r" % (seg_id, ", ".join(MODES), mode))
+    model_network.check_mode(mode, "segment %d: mode" % seg_id)
+    model_network.check_segment_id(mode, seg_id)
     label = "segment %d (%s)" % (seg_id, mode)
-    if mode == "vlan" and seg_id in (0, 4095):
-        raise InvalidInput("%s: 802.1Q tags 0 and 4095 are reserved; use a tag from 1 to %d" % (label, VLAN_MAX))
-    if not 1 <= seg_id <= _id_range(mode):
-        raise InvalidInput("%s: id must be from 1 to %d (%s)" % (
-            label, _id_range(mode), "802.1Q tag" if mode == "vlan" else "VXLAN network id range"))
     for field in sorted(ALL_FIELDS - set(COMMON_FIELDS) - set(MODE_FIELDS[mode])):
         if item.get(field) is not None:
             raise InvalidInput("%s: %s applies to %s segments only" % (
