@@ -25,7 +25,7 @@ def group(**rule):
     (group(protocol="udp", from_port=1, to_port=65536, cidr="0.0.0.0/0"), "outside 1-65535"),
     (group(protocol="tcp", from_port=90, to_port=80, cidr="0.0.0.0/0"), "above to_port"),
     (group(protocol="tcp", cidr="0.0.0.0/0"), "needs from_port"),
-    (group(protocol="icmp", from_port=256, cidr="0.0.0.0/0"), "outside 0-255 (or -1 for all)"),
+    (group(protocol="icmp", from_port=256, cidr="0.0.0.0/0"), r"outside 0-255 \(or -1 for all\)"),
     (group(protocol="icmp", from_port=-1, to_port=0, cidr="0.0.0.0/0"), "needs a type"),
     (group(protocol="tcp", from_port=22, cidr="10.1.0.0/40"), "not a valid CIDR"),
     (group(protocol="tcp", from_port=22, cidr="nonsense"), "not a valid CIDR"),
