@@ -149,11 +149,12 @@ def probe(ns, shelf, slot):
     return json.loads(run.stdout)
 
 
-def test_aoe_export_answers_only_the_attaching_node(storage_net):
+def test_aoe_export_answers_only_the_attaching_node(storage_net, supervisor):
     net = storage_net
     nc_mac = net["mac"](net["nc"])
     args = dict(transport="aoe", initiators=[nc_mac], aoe_interface="st0", aoe_shelf=7, namespace=net["sc"].name,
-                state_dir=str(net["work"] / "aoe"))
+                state_dir=str(net["work"] / "aoe"), service_manager="supervisord",
+                supervisor_conf=str(supervisor.conf), supervisor_programs_dir=str(supervisor.programs))
     dry = ok(export(net, check=True, **args))
     assert dry["changed"] and dry["commands"] == [
         "ip netns exec %s vblade -m %s 7 0 st0 %s" % (net["sc"].name, nc_mac, net["volumes"] / (VOL + ".img"))]
@@ -163,6 +164,7 @@ def test_aoe_export_answers_only_the_attaching_node(storage_net):
         assert made["export"]["source"] == {"protocol": "aoe", "target": "e7.0", "path": "/dev/etherd/e7.0"}
         # the process is what the plan said, in the SC's namespace
         pid = made["export"]["pid"]
+        assert made["export"]["program"] == "euca-vblade-" + VOL and supervisor.pid("euca-vblade-" + VOL) == pid
         with open("/proc/%d/cmdline" % pid, "rb") as handle:
             assert handle.read().split(b"\0")[:-1] == [c.encode() for c in dry["commands"][0].split()[4:]]
         assert pid in net["sc"].ns_pids()

@@ -15,8 +15,12 @@ description:
   - Makes one volume reachable by exactly the initiators in O(initiators), or takes its export away.
   - V(iscsi) talks to a running tgtd with C(tgtadm). Each volume is one target, C(<iqn_prefix>:<volume>), whose
     LUN 1 is the volume, with an ACL of the attaching node's address (or initiator name). tgtd itself runs under
-    the service manager (roles/sc); it keeps no state across a restart, so exports are rebuilt from the ledger.
-  - V(aoe) starts one C(vblade) per volume on O(aoe_interface), limited to the MAC addresses in O(initiators).
+    the service manager (roles/sc). tgtd keeps nothing across a restart, so each export is also kept as a restore
+    script beside the control socket (C(<tgt_socket>.<tgt_control_port>.exports/<volume>.sh)); the tgtd that roles/sc
+    runs replays them when it starts again (after a crash), and reconcile rebuilds them from the ledger.
+  - V(aoe) runs one C(vblade) per volume on O(aoe_interface), limited to the MAC addresses in O(initiators), as a
+    program of the host's service manager (C(euca-vblade-<volume>): a supervisord program, or a systemd unit where
+    systemd is PID 1), so it is restarted when it dies. O(state=absent) removes the program.
     AoE is the legacy transport; it needs an AoE initiator (the C(aoe) kernel module) on the nodes.
   - An export that is in use (an initiator has a session) is not removed, and an initiator with a session is not
     dropped from the ACL, unless O(force) is set. Detach the volume on its node first.
@@ -84,9 +88,28 @@ options:
     description: The network namespace vblade runs in (the host's own when omitted). tgtd is reached by its socket.
     type: str
   state_dir:
-    description: Where the pid, argv and log of each vblade this module started are kept.
+    description:
+      - Where the log of each vblade program is kept. A vblade that an earlier version of this module started by itself
+        (a C(<volume>.json) record here) is stopped and replaced by a program.
     type: path
     default: /run/euca/aoe
+  service_manager:
+    description: Which service manager runs the vblade programs; V(auto) is systemd when it is PID 1, supervisord otherwise.
+    type: str
+    choices: [auto, systemd, supervisord]
+    default: auto
+  supervisor_conf:
+    description: The supervisord configuration file (supervisord is started from it when it does not run).
+    type: path
+    default: /etc/supervisor/supervisord.conf
+  supervisor_programs_dir:
+    description: The directory the supervisord configuration includes program files from.
+    type: path
+    default: /etc/supervisor/conf.d
+  systemd_units_dir:
+    description: Where systemd unit files go.
+    type: path
+    default: /etc/systemd/system
 """
 
 EXAMPLES = r"""
@@ -172,6 +195,10 @@ class ScExportModule(EucaModule):
         aoe_slot=dict(type="int"),
         namespace=dict(type="str"),
         state_dir=dict(type="path", default="/run/euca/aoe"),
+        service_manager=dict(type="str", default="auto", choices=["auto", "systemd", "supervisord"]),
+        supervisor_conf=dict(type="path", default="/etc/supervisor/supervisord.conf"),
+        supervisor_programs_dir=dict(type="path", default="/etc/supervisor/conf.d"),
+        systemd_units_dir=dict(type="path", default="/etc/systemd/system"),
     )
     module_kwargs = dict(required_if=[["state", "present", ["initiators"]]])
 
@@ -206,6 +233,8 @@ class ScExportModule(EucaModule):
         if steps and not self.check_mode:
             tgt.apply(steps)
             targets, portals = tgt.gather()
+        if not self.check_mode:
+            tgt.save(name, iqn, targets.get(iqn))  # what a restarted tgtd is given back
         after = self._iscsi_view(name, iqn, targets.get(iqn)) if not self.check_mode else (
             dict(volume=name, transport="iscsi", initiators=initiators, path=path, target=iqn) if present else None)
         if after is not None:
@@ -246,7 +275,9 @@ class ScExportModule(EucaModule):
             if rc != 0:
                 raise InvalidInput("interface %s does not exist%s" % (
                     p["aoe_interface"], " in namespace %s" % namespace if namespace else ""))
-        vblade = exports.Vblade(p["state_dir"], namespace)
+        manager = exports.service_manager(p["service_manager"], p["supervisor_conf"], p["supervisor_programs_dir"],
+                                          p["systemd_units_dir"])
+        vblade = exports.Vblade(p["state_dir"], namespace, manager)
         have = vblade.gather()
         steps, address = vblade.plan(have, name, path, p["aoe_interface"], p["aoe_shelf"], p["aoe_slot"],
                                      initiators, present=present)
@@ -270,7 +301,8 @@ class ScExportModule(EucaModule):
             return None
         return {"volume": name, "transport": "aoe", "initiators": record["macs"], "path": record["path"],
                 "target": "e%d.%d" % (record["shelf"], record["slot"]), "interface": record["interface"],
-                "pid": record.get("pid"), "running": record["running"]}
+                "pid": record.get("pid"), "running": record["running"], "program": None if record.get("legacy")
+                else exports.Vblade.PREFIX + name}
 
 
 def main():

@@ -20,12 +20,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import glob
 import ipaddress
 import json
 import os
 import re
+import shlex
 import signal
-import subprocess
 import time
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput
@@ -119,13 +120,29 @@ def _holds(target, entry):
             if s["initiator"] == entry or any(c["ip"] == entry for c in s["connections"])]
 
 
+# Run by sh before it execs tgtd (the pid stays tgtd's): a detached helper waits until the new
+# tgtd answers on its control socket, then replays the restore scripts sc_export wrote.
+TGTD_RESTORE = (
+    'p=$1; d="${TGT_IPC_SOCKET:-%s}.$p.exports"; shift; '
+    '( ( i=0; until tgtadm -C "$p" --lld iscsi --op show --mode portal >/dev/null 2>&1; do '
+    'i=$((i+1)); [ "$i" -gt 600 ] && exit 1; sleep 0.1; done; '
+    'for f in "$d"/*.sh; do [ -f "$f" ] && sh "$f"; done ) </dev/null >/dev/null 2>&1 & ); '
+    'exec "$@"' % DEFAULT_TGT_SOCKET)
+
+
 def tgtd_argv(portal, namespace=None, control_port=0):
     """How a service manager runs tgtd in the foreground (environment: TGT_IPC_SOCKET=<tgt_socket>).
+
+    ``sh`` starts a helper that restores the exports sc_export recorded (``Tgt.records_dir``) once
+    tgtd answers, then execs tgtd: the service manager's pid is tgtd's, and a tgtd restarted after a
+    crash serves the same targets again.
 
     tgtd ignores SIGTERM while targets exist; a stop that must not wait asks it to go first with
     ``tgtadm --op delete --mode system`` (after the nodes have let go of their volumes).
     """
-    return in_namespace(["tgtd", "-f", "-C", str(int(control_port)), "--iscsi", "portal=%s" % portal], namespace)
+    port = str(int(control_port))
+    return ["sh", "-c", TGTD_RESTORE, "euca-tgtd", port] + in_namespace(
+        ["tgtd", "-f", "-C", port, "--iscsi", "portal=%s" % portal], namespace)
 
 
 class Tgt:
@@ -212,17 +229,222 @@ class Tgt:
             if rc != 0:
                 raise ExportFailed("%s failed (rc=%d): %s" % (" ".join(step), rc, (err or out).strip()))
 
+    # restore scripts: what a restarted tgtd is given back (see tgtd_argv)
+    def records_dir(self):
+        return "%s.%d.exports" % (self.socket, self.control_port)
+
+    def restore_lines(self, name, target):
+        """The tgtadm lines that recreate ``target`` (as gathered) in an empty tgtd, or None."""
+        if target is None or LUN not in target["luns"]:
+            return None
+        tid, lun = target["tid"], target["luns"][LUN]
+        steps = [self.argv("--op", "new", "--mode", "target", "--tid", tid, "-T", name),
+                 self.argv("--op", "new", "--mode", "logicalunit", "--tid", tid, "--lun", LUN,
+                           "-b", lun["path"], "--bstype", lun["bstype"] or "rdwr")]
+        steps += [self.argv("--op", "bind", "--mode", "target", "--tid", tid, *self._acl_args(entry))
+                  for entry in sorted(target["acl"])]
+        return "".join(" ".join(shlex.quote(a) for a in step) + "\n" for step in steps)
+
+    def save(self, volume, name, target):
+        """Keep the restore script of ``volume`` equal to ``target`` (None: remove it). True if it changed."""
+        path = os.path.join(self.records_dir(), volume + ".sh")
+        text = self.restore_lines(name, target)
+        try:
+            with open(path) as handle:
+                have = handle.read()
+        except (IOError, OSError):
+            have = None
+        if have == text:
+            return False
+        if text is None:
+            os.unlink(path)
+            return True
+        os.makedirs(self.records_dir(), mode=0o700, exist_ok=True)
+        with open(path + ".partial", "w") as handle:
+            handle.write("# euca.cloud sc_export: recreates the export of %s in a restarted tgtd\n" % volume + text)
+        os.rename(path + ".partial", path)
+        return True
+
+
+# --------------------------------------------------------------------------------------- services
+def _systemd_quote(arg):
+    arg = str(arg).replace("%", "%%").replace("$", "$$")
+    if arg and not re.search(r'[\s"\'\\;]', arg):
+        return arg
+    return '"%s"' % arg.replace("\\", "\\\\").replace('"', '\\"')
+
+
+class Supervisord:
+    """Programs of a supervisord (where systemd is not PID 1), through supervisorctl."""
+
+    kind = "supervisord"
+
+    def __init__(self, conf, programs_dir):
+        self.conf = conf
+        self.programs_dir = programs_dir
+
+    def _ctl(self, *args):
+        return run(["supervisorctl", "-c", self.conf] + list(args), check=False)
+
+    def path(self, name):
+        return os.path.join(self.programs_dir, name + ".conf")
+
+    def names(self, prefix):
+        return sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(self.programs_dir, prefix + "*.conf")))
+
+    def ensure_running(self):
+        rc, out, err = self._ctl("pid")
+        if rc == 0 and out.strip().isdigit():
+            return
+        rc, out, err = run(["supervisord", "-c", self.conf], check=False)
+        if rc != 0:
+            raise ExportFailed("supervisord -c %s did not start: %s" % (self.conf, (err or out).strip()))
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            rc, out, _err = self._ctl("pid")
+            if rc == 0 and out.strip().isdigit():
+                return
+            time.sleep(0.1)
+        raise ExportFailed("supervisord (%s) does not answer" % self.conf)
+
+    def write(self, name, argv, comment, log):
+        text = "".join("; %s\n" % line for line in comment.splitlines()) + (
+            "[program:%s]\ncommand=%s\nautostart=true\nautorestart=true\nstartsecs=1\nstartretries=20\n"
+            "stopwaitsecs=10\nstopasgroup=true\nkillasgroup=true\nredirect_stderr=true\n"
+            "stdout_logfile=%s\nstdout_logfile_maxbytes=1MB\nstdout_logfile_backups=1\n"
+            % (name, " ".join(shlex.quote(str(a)) for a in argv).replace("%", "%%"), log.replace("%", "%%")))
+        _write(self.path(name), text)
+
+    def read(self, name):
+        try:
+            with open(self.path(name)) as handle:
+                return handle.read()
+        except (IOError, OSError):
+            return None
+
+    def start(self, name):
+        self.ensure_running()
+        self._ctl("update", name)
+        self._ctl("start", name)
+
+    def remove(self, name):
+        if os.path.exists(self.path(name)):
+            os.unlink(self.path(name))
+        self._ctl("stop", name)
+        self._ctl("update", name)
+
+    def state(self, name):
+        """``(state, pid)``: RUNNING, STARTING, BACKOFF, FATAL, ... (None if supervisord does not know it)."""
+        rc, out, _err = self._ctl("status", name)
+        fields = out.split()
+        if len(fields) < 2 or fields[0] != name:
+            return None, 0
+        match = re.search(r"pid (\d+)", out)
+        return fields[1], int(match.group(1)) if match else 0
+
+    def running(self, name):
+        state, pid = self.state(name)
+        return state == "RUNNING", pid, state in ("FATAL", "BACKOFF", "EXITED", "STOPPED", None)
+
+    def render_start(self, name):
+        return "supervisorctl -c %s update %s" % (self.conf, name)
+
+    def render_stop(self, name):
+        return "supervisorctl -c %s stop %s; rm %s" % (self.conf, name, self.path(name))
+
+
+class Systemd:
+    """Units of systemd (PID 1), through systemctl."""
+
+    kind = "systemd"
+
+    def __init__(self, units_dir):
+        self.units_dir = units_dir
+
+    def path(self, name):
+        return os.path.join(self.units_dir, name + ".service")
+
+    def names(self, prefix):
+        return sorted(os.path.basename(p)[:-8] for p in glob.glob(os.path.join(self.units_dir, prefix + "*.service")))
+
+    def write(self, name, argv, comment, log):
+        text = "".join("# %s\n" % line for line in comment.splitlines()) + (
+            "[Unit]\nDescription=euca.cloud %s\nAfter=network-online.target\nStartLimitIntervalSec=0\n\n"
+            "[Service]\nExecStart=%s\nRestart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n"
+            % (name, " ".join(_systemd_quote(a) for a in argv)))
+        _write(self.path(name), text)
+
+    def read(self, name):
+        try:
+            with open(self.path(name)) as handle:
+                return handle.read()
+        except (IOError, OSError):
+            return None
+
+    def start(self, name):
+        run(["systemctl", "daemon-reload"])
+        run(["systemctl", "enable", "--now", name + ".service"])
+
+    def remove(self, name):
+        run(["systemctl", "disable", "--now", name + ".service"], check=False)
+        if os.path.exists(self.path(name)):
+            os.unlink(self.path(name))
+        run(["systemctl", "daemon-reload"], check=False)
+
+    def running(self, name):
+        rc, out, _err = run(["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "MainPID",
+                             name + ".service"], check=False)
+        values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        pid = int(values.get("MainPID") or 0)
+        return values.get("SubState") == "running" and pid > 0, pid, values.get("ActiveState") in ("failed", "inactive")
+
+    def render_start(self, name):
+        return "systemctl enable --now %s.service" % name
+
+    def render_stop(self, name):
+        return "systemctl disable --now %s.service; rm %s" % (name, self.path(name))
+
+
+def _write(path, text):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path + ".partial", "w") as handle:
+        handle.write(text)
+    os.chmod(path + ".partial", 0o644)
+    os.rename(path + ".partial", path)
+
+
+def service_manager(kind="auto", supervisor_conf="/etc/supervisor/supervisord.conf",
+                    supervisor_programs_dir="/etc/supervisor/conf.d", systemd_units_dir="/etc/systemd/system"):
+    """The host's service manager: systemd when it is PID 1 (``auto``), supervisord otherwise."""
+    if kind == "auto":
+        try:
+            with open("/proc/1/comm") as handle:
+                kind = "systemd" if handle.read().strip() == "systemd" else "supervisord"
+        except (IOError, OSError):
+            kind = "supervisord"
+    if kind == "systemd":
+        return Systemd(systemd_units_dir)
+    return Supervisord(supervisor_conf, supervisor_programs_dir)
+
 
 # --------------------------------------------------------------------------------------- AoE
 class Vblade:
-    """vblade processes this module started, one per exported volume, recorded in ``state_dir``."""
+    """vblade programs of the service manager, one per exported volume (``euca-vblade-<volume>``).
 
-    def __init__(self, state_dir, namespace=None):
+    ``state_dir`` holds their logs, and records of vblade processes an earlier version of this module
+    started by itself (``<volume>.json`` with a pid): those are stopped and replaced by a program.
+    """
+
+    PREFIX = "euca-vblade-"
+    MARK = "euca.cloud-aoe-export: "
+
+    def __init__(self, state_dir, namespace=None, manager=None):
         self.state_dir = state_dir
         self.namespace = namespace
+        self.manager = manager or service_manager()
 
-    def _record(self, volume):
-        return os.path.join(self.state_dir, volume + ".json")
+    def program(self, volume):
+        return self.PREFIX + volume
 
     @staticmethod
     def argv(shelf, slot, interface, path, macs):
@@ -233,35 +455,50 @@ class Vblade:
         try:
             with open("/proc/%d/cmdline" % record["pid"], "rb") as handle:
                 cmdline = handle.read().split(b"\0")
-        except (IOError, OSError):
+        except (IOError, OSError, TypeError, KeyError):
             return False
         # "ip netns exec" execs vblade in place: the pid runs the recorded argv (ip's prefix gone)
         return [c.decode("utf-8", "replace") for c in cmdline if c][-len(record["argv"]):] == record["argv"]
 
+    def _parse(self, text):
+        for line in (text or "").splitlines():
+            body = line.lstrip(";# ")
+            if body.startswith(self.MARK):
+                return json.loads(body[len(self.MARK):])
+        return None
+
     def gather(self):
-        """``{volume: record}`` of the exports whose vblade still runs (records of dead ones are dropped)."""
+        """``{volume: record}`` of the exports defined as programs (``running``, ``pid`` as the manager says),
+        and of the processes of earlier versions still running (``legacy``)."""
         found = {}
-        if not os.path.isdir(self.state_dir):
-            return found
-        for entry in sorted(os.listdir(self.state_dir)):
-            if not entry.endswith(".json"):
+        for name in self.manager.names(self.PREFIX):
+            record = self._parse(self.manager.read(name))
+            if record is None:
                 continue
-            with open(os.path.join(self.state_dir, entry)) as handle:
-                record = json.load(handle)
-            record["running"] = self._alive(record)
-            found[entry[:-5]] = record
+            running, pid, _down = self.manager.running(name)
+            record.update(pid=pid or None, running=bool(running) and self._alive(dict(record, pid=pid)))
+            found[name[len(self.PREFIX):]] = record
+        if os.path.isdir(self.state_dir):
+            for entry in sorted(os.listdir(self.state_dir)):
+                if not entry.endswith(".json") or entry[:-5] in found:
+                    continue
+                with open(os.path.join(self.state_dir, entry)) as handle:
+                    record = json.load(handle)
+                record.update(running=self._alive(record), legacy=True)
+                found[entry[:-5]] = record
         return found
 
     def plan(self, exports, volume, path=None, interface=None, shelf=None, slot=None, macs=None, present=True):
-        """``(steps, address)``: steps are ("stop", volume) and ("start", volume, record)."""
+        """``(steps, address)``: steps are ("stop", volume, record) and ("start", volume, record)."""
         have = exports.get(volume)
         steps = []
         if not present:
             if have is not None:
                 steps.append(("stop", volume, have))
             return steps, None
-        if have is not None and have["running"]:
+        if have is not None and have["running"] and not have.get("legacy"):
             same = (have["interface"] == interface and have["path"] == path and have["macs"] == macs and
+                    have.get("namespace") == self.namespace and
                     (shelf is None or have["shelf"] == shelf) and (slot is None or have["slot"] == slot))
             if same:
                 return steps, (have["shelf"], have["slot"])
@@ -289,50 +526,63 @@ class Vblade:
         lines = []
         for step in steps:
             if step[0] == "stop":
-                lines.append("kill %s  # vblade of %s" % (step[2].get("pid"), step[1]))
+                if step[2].get("legacy"):
+                    lines.append("kill %s  # vblade of %s (started by an earlier version)" % (step[2].get("pid"), step[1]))
+                else:
+                    lines.append(self.manager.render_stop(self.program(step[1])))
             else:
                 lines.append(" ".join(in_namespace(step[2]["argv"], self.namespace)))
         return lines
 
-    def apply(self, steps):
+    def apply(self, steps, timeout=15):
         for step in steps:
             if step[0] == "stop":
                 self._stop(step[1], step[2])
             else:
-                self._start(step[1], step[2])
+                self._start(step[1], step[2], timeout)
 
     def _stop(self, volume, record):
-        if record.get("running", True) and self._alive(record):
-            os.kill(record["pid"], signal.SIGTERM)
-            deadline = time.time() + 5
-            while self._alive(record) and time.time() < deadline:
-                time.sleep(0.05)
-            if self._alive(record):
-                os.kill(record["pid"], signal.SIGKILL)
-        for suffix in (".json", ".log"):
+        if record.get("legacy"):
+            if record.get("running", True) and self._alive(record):
+                os.kill(record["pid"], signal.SIGTERM)
+                deadline = time.time() + 5
+                while self._alive(record) and time.time() < deadline:
+                    time.sleep(0.05)
+                if self._alive(record):
+                    os.kill(record["pid"], signal.SIGKILL)
+            suffixes = (".json", ".log")
+        else:
+            self.manager.remove(self.program(volume))
+            suffixes = (".log",)
+        for suffix in suffixes:
             try:
                 os.unlink(os.path.join(self.state_dir, volume + suffix))
             except OSError:
                 pass
 
-    def _start(self, volume, record):
+    def _log_tail(self, volume):
+        try:
+            with open(os.path.join(self.state_dir, volume + ".log"), "rb") as handle:
+                return handle.read()[-600:].decode("utf-8", "replace").strip()
+        except (IOError, OSError):
+            return ""
+
+    def _start(self, volume, record, timeout):
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-        log_path = os.path.join(self.state_dir, volume + ".log")
-        with open(log_path, "ab") as log:
-            # its own session: the process outlives this module run, as a daemon would
-            proc = subprocess.Popen(in_namespace(record["argv"], self.namespace), stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, close_fds=True, start_new_session=True)
-        record = dict(record, pid=proc.pid)
-        deadline = time.time() + 2
-        while time.time() < deadline:
-            if proc.poll() is not None:
-                with open(log_path, "rb") as handle:
-                    tail = handle.read()[-600:].decode("utf-8", "replace").strip()
-                raise ExportFailed("vblade for %s exited (rc=%s): %s" % (volume, proc.returncode, tail))
-            if self._alive(record):
-                break
-            time.sleep(0.05)
-        partial = self._record(volume) + ".partial"
-        with open(partial, "w") as handle:
-            json.dump(dict((k, v) for k, v in record.items() if k != "running"), handle)
-        os.rename(partial, self._record(volume))
+        name = self.program(volume)
+        keep = dict((k, v) for k, v in record.items() if k not in ("running", "pid", "legacy"))
+        self.manager.write(name, in_namespace(record["argv"], self.namespace),
+                           "euca.cloud sc_export: the AoE export of %s\n%s%s" % (volume, self.MARK, json.dumps(keep, sort_keys=True)),
+                           os.path.join(self.state_dir, volume + ".log"))
+        self.manager.start(name)
+        # running once it has stayed up for the program's start time (supervisord's startsecs)
+        deadline = time.time() + timeout
+        while True:
+            running, pid, down = self.manager.running(name)
+            if running and self._alive(dict(record, pid=pid)):
+                return
+            if down or time.time() > deadline:
+                tail = self._log_tail(volume)
+                self.manager.remove(name)
+                raise ExportFailed("vblade for %s did not stay up under %s: %s" % (volume, self.manager.kind, tail))
+            time.sleep(0.1)
