@@ -183,7 +183,7 @@ def test_changed_reservation_is_served_after_sighup_without_restart(netns, state
 
     out = ok(apply(cc, state_dir, [seg(20, 20, [("d0:0d:0a:14:00:0a", "10.20.0.40", "i-moved"),
                                                 ("d0:0d:0a:14:00:1e", "10.20.0.30", "i-new")])]))
-    assert out["changed"] and out["dnsmasq"] == {"action": "reload", "pid": pid}
+    assert out["changed"] and out["dnsmasq"] == {"action": "reload", "pid": pid, "service": None}
     assert out["commands"] == [f"write {state_dir}/hosts", f"reload dnsmasq (SIGHUP pid {pid}): reservations changed"]
     # the same process serves the new reservations: reloaded, not restarted
     assert alive(pid) and int(Path(state_dir, "dnsmasq.pid").read_text()) == pid
@@ -233,14 +233,14 @@ def test_second_apply_changes_nothing_and_check_mode_touches_nothing(netns, stat
     again = ok(apply(cc, state_dir, config, state="overridden", generation=7))
     assert not again["changed"] and again["commands"] == []
     assert again["summary"]["modified"] == again["summary"]["added"] == [] and again["summary"]["unchanged"] > 0
-    assert again["dnsmasq"] == {"action": "none", "pid": pid} and again["before"] == again["after"]
+    assert again["dnsmasq"] == {"action": "none", "pid": pid, "service": None} and again["before"] == again["after"]
     assert snapshot(state_dir) == files  # not even rewritten with the same bytes
 
     # check mode with a real change: reports it, does nothing
     changed = config[:1] + [seg(41, 41, [("d0:0d:0a:29:00:0e", "10.41.0.15", None)], dns_servers=["10.41.0.2"])]
     dry = apply(cc, state_dir, changed, state="overridden", check=True, diff=True, generation=8)
     dry = ok(dry)
-    assert dry["changed"] and dry["dnsmasq"] == {"action": "reload", "pid": pid}
+    assert dry["changed"] and dry["dnsmasq"] == {"action": "reload", "pid": pid, "service": None}
     assert dry["diff"]["after"]["41"]["hosts"][0]["ip"] == "10.41.0.15"
     assert snapshot(state_dir) == files and alive(pid)
     assert Path(state_dir, "generation").read_text() == "7\n"
@@ -255,7 +255,7 @@ def test_second_apply_changes_nothing_and_check_mode_touches_nothing(netns, stat
     os.chmod(empty, 0o755)
     try:
         dry = ok(apply(cc, empty, config, check=True))
-        assert dry["changed"] and dry["dnsmasq"] == {"action": "start", "pid": None}
+        assert dry["changed"] and dry["dnsmasq"] == {"action": "start", "pid": None, "service": None}
         assert os.listdir(empty) == []
     finally:
         shutil.rmtree(empty)
@@ -311,7 +311,7 @@ def test_overridden_purges_and_deleted_stops_dnsmasq_and_removes_its_files(netns
     pid = out["dnsmasq"]["pid"]
 
     gone = ok(apply(cc, state_dir, None, state="deleted"))
-    assert gone["changed"] and gone["after"] == [] and gone["dnsmasq"] == {"action": "stop", "pid": None}
+    assert gone["changed"] and gone["after"] == [] and gone["dnsmasq"] == {"action": "stop", "pid": None, "service": None}
     assert not alive(pid) and cc.ns_pids() == []
     assert os.listdir(state_dir) == []
     assert not ok(apply(cc, state_dir, None, state="deleted"))["changed"]
@@ -414,3 +414,98 @@ def test_hack1_one_dnsmasq_leases_1000_clients_on_1000_segments(netns, state_dir
     assert alive(pid) and cc.ns_pids() == [pid]
     print(f"\nHack1 x{SCALE}: topology {topology:.1f}s, module apply {applied:.1f}s, "
           f"{SCALE} leases {leasing:.1f}s")
+
+
+# ------------------------------------------------------------------ under the service manager (issue 13)
+def renew(client, script, ip, tries=8):
+    """A lease renewal as a booted instance does it: DHCPREQUEST for the address it holds."""
+    out = client.run("busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-r", ip, "-t", str(tries), "-T", "1",
+                     "-s", script, check=False, timeout=tries * 3 + 10)
+    return [line.split()[2] for line in out.stdout.splitlines() if line.startswith("LEASE ")]
+
+
+@pytest.mark.timeout(300)
+def test_under_supervisord_dnsmasq_comes_back_after_kill_9_and_renewals_succeed(netns, state_dir, report_script,
+                                                                                 supervisor):
+    cc = netns()
+    br = add_segment(cc, 40, "10.40.0.1/24")
+    first = add_instance(netns, cc, br, "d0:0d:0a:28:00:0a", "p1")
+    second = add_instance(netns, cc, br, "d0:0d:0a:28:00:14", "p2")
+    svc = dict(service_manager="supervisord", supervisor_conf=str(supervisor.conf),
+               supervisor_programs_dir=str(supervisor.programs))
+    program = supervisor.programs / "euca-dhcp.conf"
+    one = [seg(40, 40, [("d0:0d:0a:28:00:0a", "10.40.0.10", "i-first")])]
+
+    # check mode: what would be done, nothing written, nothing started
+    dry = ok(apply(cc, state_dir, one, check=True, **svc))
+    assert dry["changed"] and dry["dnsmasq"] == {"action": "start", "pid": None, "service": "supervisord euca-dhcp"}
+    assert dry["commands"][-2:] == [f"write {program}", "start dnsmasq under supervisord euca-dhcp"]
+    assert not program.exists() and not os.listdir(state_dir) and cc.ns_pids() == []
+
+    out = ok(apply(cc, state_dir, one, **svc))
+    pid = out["dnsmasq"]["pid"]
+    assert out["dnsmasq"]["action"] == "start" and supervisor.pid("euca-dhcp") == pid
+    # supervisord's own child, in the foreground, in the namespace
+    assert cmdline(pid)[1:] == ["--keep-in-foreground", f"--conf-file={state_dir}/dnsmasq.conf"]
+    assert cc.ns_pids() == [pid]
+    assert lease(first, report_script)["ip"] == "10.40.0.10", log_tail(state_dir)
+
+    again = ok(apply(cc, state_dir, one, **svc))
+    assert not again["changed"] and again["commands"] == [] and again["dnsmasq"]["action"] == "none"
+
+    # a reservation: SIGHUP to the same process, as without a manager
+    two = [seg(40, 40, [("d0:0d:0a:28:00:0a", "10.40.0.10", "i-first"), ("d0:0d:0a:28:00:14", "10.40.0.20", None)])]
+    out = ok(apply(cc, state_dir, two, **svc))
+    assert out["dnsmasq"] == {"action": "reload", "pid": pid, "service": "supervisord euca-dhcp"}
+    assert lease(second, report_script)["ip"] == "10.40.0.20", log_tail(state_dir)
+
+    # kill -9, and no Ansible run: supervisord brings a new dnsmasq, which serves renewals
+    os.kill(pid, 9)
+    killed = time.monotonic()
+    new = 0
+    while time.monotonic() - killed < 30:  # back in ~1 s when quiet; room for a loaded machine
+        new = supervisor.pid("euca-dhcp")
+        if new and new != pid and alive(new) and Path(state_dir, "dnsmasq.pid").read_text().strip() == str(new):
+            break
+        time.sleep(0.1)
+    back = time.monotonic() - killed
+    assert new and new != pid, f"no new dnsmasq {back:.1f}s after kill -9: {supervisor.ctl('status').stdout}"
+    cc.adopt(new)
+    assert renew(first, report_script, "10.40.0.10") == ["10.40.0.10"], log_tail(state_dir)
+    assert renew(second, report_script, "10.40.0.20") == ["10.40.0.20"], log_tail(state_dir)
+    print(f"\ndnsmasq back {back:.2f}s after kill -9; renewals served {time.monotonic() - killed:.2f}s after it")
+
+    # the module finds it as its own: nothing to do
+    again = ok(apply(cc, state_dir, two, **svc))
+    assert not again["changed"] and again["dnsmasq"]["pid"] == new
+
+    # a range change restarts through supervisord: a new child, still supervisord's
+    changed = [dict(two[0], lease_time="2h")]
+    out = ok(apply(cc, state_dir, changed, **svc))
+    restarted = out["dnsmasq"]["pid"]
+    assert out["dnsmasq"]["action"] == "restart" and restarted != new and supervisor.pid("euca-dhcp") == restarted
+    cc.adopt(restarted)
+    assert not alive(new) and cc.ns_pids() == [restarted]
+    assert lease(first, report_script)["ip"] == "10.40.0.10", log_tail(state_dir)
+
+    # everything deleted: the program goes, so nothing brings dnsmasq back
+    gone = ok(apply(cc, state_dir, None, state="deleted", **svc))
+    assert gone["dnsmasq"]["action"] == "stop" and not program.exists()
+    assert "euca-dhcp" not in supervisor.ctl("status").stdout
+    time.sleep(2)
+    assert cc.ns_pids() == [] and not os.path.exists(Path(state_dir, "dnsmasq.conf"))
+
+
+def test_a_dnsmasq_started_without_a_manager_is_handed_over(netns, state_dir, report_script, supervisor):
+    cc = netns()
+    br = add_segment(cc, 41, "10.41.0.1/24")
+    client = add_instance(netns, cc, br, "d0:0d:0a:29:00:0a", "p1")
+    one = [seg(41, 41, [("d0:0d:0a:29:00:0a", "10.41.0.10", None)])]
+    alone = ok(apply(cc, state_dir, one))["dnsmasq"]["pid"]
+    svc = dict(service_manager="supervisord", supervisor_conf=str(supervisor.conf),
+               supervisor_programs_dir=str(supervisor.programs))
+    out = ok(apply(cc, state_dir, one, **svc))
+    pid = out["dnsmasq"]["pid"]
+    assert out["dnsmasq"]["action"] == "restart" and pid != alone and not alive(alone)
+    assert supervisor.pid("euca-dhcp") == pid and cc.ns_pids() == [pid]
+    assert lease(client, report_script)["ip"] == "10.41.0.10", log_tail(state_dir)

@@ -330,3 +330,67 @@ def test_4000_segments_validate_render_and_parse_back_in_linear_time(state_dir):
     assert large < 5.0, f"4000 segments took {large:.2f}s"
     # linear: 10x the segments, well under 30x the time (quadratic would be 100x)
     assert large < 30 * small, (small, large)
+
+
+# ------------------------------------------------------------------ under a service manager (issue 13)
+def managed(state_dir, tmp_path, **kwargs):
+    return resource(state_dir, service_manager="supervisord", supervisor_conf=str(tmp_path / "supervisord.conf"),
+                    supervisor_programs_dir=str(tmp_path / "programs"), **kwargs)
+
+
+def test_program_runs_dnsmasq_in_the_foreground_in_the_namespace(state_dir, tmp_path):
+    text = managed(state_dir, tmp_path, namespace="eut-x").service.render()
+    command = [line for line in text.splitlines() if line.startswith("command=")]
+    assert len(command) == 1
+    argv = command[0][len("command="):].split()
+    assert argv[0].endswith("/ip") and argv[1:4] == ["netns", "exec", "eut-x"]
+    assert os.path.basename(argv[4]) == "dnsmasq"
+    assert argv[5:] == ["--keep-in-foreground", f"--conf-file={state_dir}/dnsmasq.conf"]
+    assert "[program:euca-dhcp]" in text and "autorestart=true" in text
+
+
+def test_unsafe_arguments_are_quoted_and_percent_doubled(tmp_path):
+    from ansible_collections.euca.cloud.plugins.module_utils import supervised
+    svc = supervised.Supervisord("euca-x", ["/bin/prog", "a b", "50%", 'q"'], "x", programs_dir=str(tmp_path))
+    line = [x for x in svc.render().splitlines() if x.startswith("command=")][0]
+    assert line == 'command=/bin/prog "a b" 50%% "q\\""'
+    with pytest.raises(InvalidInput, match="service name"):
+        supervised.Supervisord("../x", ["/bin/prog"], "x")
+    with pytest.raises(InvalidInput, match="service_manager must be one of"):
+        supervised.service("upstart", "x", ["/bin/prog"], "x")
+    unit = supervised.Systemd("euca-x", ["/bin/prog", "a b"], "x", units_dir=str(tmp_path)).render()
+    assert 'ExecStart=/bin/prog "a b"' in unit and "Restart=always" in unit and "StartLimitIntervalSec=0" in unit
+
+
+def test_managed_plans(state_dir, tmp_path, running):
+    program = tmp_path / "programs" / "euca-dhcp.conf"
+    # nothing yet: the program file is written and the manager starts dnsmasq
+    running(None)
+    res = managed(state_dir, tmp_path)
+    out = config.converge(res, BASE, "merged", check_mode=True)
+    assert res.action == "start" and out["commands"][-2:] == [f"write {program}",
+                                                              "start dnsmasq under supervisord euca-dhcp"]
+    # as applied: nothing to do
+    running(applied(state_dir, BASE))
+    program.parent.mkdir()
+    program.write_text(res.service.render())
+    res = managed(state_dir, tmp_path)
+    out = config.converge(res, BASE, "merged", check_mode=True)
+    assert not out["changed"] and res.action == "none"
+    # a changed program definition restarts dnsmasq (through the manager)
+    program.write_text(res.service.render().replace("startsecs=1", "startsecs=9"))
+    res = managed(state_dir, tmp_path)
+    out = config.converge(res, BASE, "merged", check_mode=True)
+    assert res.action == "restart" and out["commands"] == [
+        f"write {program}", "restart dnsmasq (pid 4242) under supervisord euca-dhcp: its service definition changed"]
+    # reservations alone: still a SIGHUP of ours
+    program.write_text(res.service.render())
+    res = managed(state_dir, tmp_path)
+    config.converge(res, [seg(10, "10.10.0", [("d0:0d:0a:0a:00:05", "10.10.0.9", "i-1")])], "merged", check_mode=True)
+    assert res.action == "reload"
+    # deleted: the program goes too, even with dnsmasq down (so the manager cannot bring it back)
+    running(None)
+    res = managed(state_dir, tmp_path, partial=True)
+    out = config.converge(res, None, "deleted", check_mode=True)
+    assert res.action == "stop" and f"remove {program}" in out["commands"]
+    assert out["commands"][-1] == "stop dnsmasq under supervisord euca-dhcp"

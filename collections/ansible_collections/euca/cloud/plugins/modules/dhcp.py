@@ -21,6 +21,10 @@ description:
     reservations changed, dnsmasq re-reads them on SIGHUP (no restart); when interfaces, ranges or options changed
     it is restarted (dnsmasq does not re-read ranges on SIGHUP); when it is not running it is started. Leases are
     kept across restarts.
+  - With O(service_manager), dnsmasq runs in the foreground as a program of the host's service manager (a systemd
+    unit or a supervisord program named O(service_name)), which restarts it within about a second when it dies, even
+    of kill -9, without an Ansible run. Starts, restarts and the stop go through the manager; a reload is still a
+    SIGHUP. A changed program definition restarts dnsmasq.
   - Only the dnsmasq whose pid is in O(state_dir)/dnsmasq.pid and whose command line names our configuration file
     is ever signalled.
   - Applying the same state again changes nothing, writes nothing and leaves dnsmasq alone.
@@ -119,6 +123,32 @@ options:
     description: Most leases dnsmasq hands out at once (dnsmasq's own default of 1000 is too low for a cluster).
     type: int
     default: 65536
+  service_manager:
+    description:
+      - Who runs dnsmasq. V(auto) is V(systemd) where systemd is PID 1 and V(supervisord) otherwise (as the roles
+        decide, see C(common_service_manager)).
+      - V(none) starts dnsmasq as a daemon of its own and nothing restarts it when it dies (tests and one-off use).
+      - Switching from V(none) to a manager hands the running dnsmasq over (it is stopped and started by the
+        manager); the other way round is not handled, stop it with O(state=deleted) first.
+    type: str
+    choices: [none, auto, systemd, supervisord]
+    default: none
+  service_name:
+    description: The name of the systemd unit (C(<name>.service)) or supervisord program; one per O(state_dir).
+    type: str
+    default: euca-dhcp
+  supervisor_conf:
+    description: supervisord's configuration file (started with it when supervisord does not answer).
+    type: path
+    default: /etc/supervisor/supervisord.conf
+  supervisor_programs_dir:
+    description: The directory supervisord's C([include]) reads program files from (C(<service_name>.conf) goes there).
+    type: path
+    default: /etc/supervisor/conf.d
+  systemd_units_dir:
+    description: Where the systemd unit goes.
+    type: path
+    default: /etc/systemd/system
   generation:
     description:
       - The ledger generation the configuration was read at. It is recorded, and a lower one than the recorded one
@@ -229,7 +259,10 @@ dnsmasq:
     pid:
       description: The pid of our dnsmasq after the run (before it, in check mode); null when it is not running.
       type: int
-  sample: {action: reload, pid: 4242}
+    service:
+      description: The service manager and program that run dnsmasq (C(supervisord euca-dhcp)); null with V(none).
+      type: str
+  sample: {action: reload, pid: 4242, service: supervisord euca-dhcp}
 """
 
 from ansible_collections.euca.cloud.plugins.module_utils.base import CONFIG_ARGS, ConfigModule
@@ -262,6 +295,11 @@ class DhcpModule(ConfigModule):
         user=dict(type="str"),
         max_leases=dict(type="int", default=dhcp.DEFAULT_MAX_LEASES),
         generation=dict(type="int"),
+        service_manager=dict(type="str", default="none", choices=["none", "auto", "systemd", "supervisord"]),
+        service_name=dict(type="str", default=dhcp.DEFAULT_SERVICE_NAME),
+        supervisor_conf=dict(type="path", default="/etc/supervisor/supervisord.conf"),
+        supervisor_programs_dir=dict(type="path", default="/etc/supervisor/conf.d"),
+        systemd_units_dir=dict(type="path", default="/etc/systemd/system"),
     )
 
     def resource(self):
@@ -269,13 +307,16 @@ class DhcpModule(ConfigModule):
         self.dhcp = dhcp.Dhcp(
             state_dir=p["state_dir"], namespace=p["namespace"], dnsmasq=p["dnsmasq"], user=p["user"],
             max_leases=p["max_leases"], partial=p["state"] == "deleted", generation=p["generation"],
+            service_manager=p["service_manager"], service_name=p["service_name"], supervisor_conf=p["supervisor_conf"],
+            supervisor_programs_dir=p["supervisor_programs_dir"], systemd_units_dir=p["systemd_units_dir"],
         )
         return self.dhcp
 
     def run(self):
         result = super(DhcpModule, self).run()
         if self.params["state"] != "rendered":
-            result["dnsmasq"] = {"action": self.dhcp.action, "pid": self.dhcp.pid}
+            result["dnsmasq"] = {"action": self.dhcp.action, "pid": self.dhcp.pid,
+                                 "service": self.dhcp.service.describe() if self.dhcp.service else None}
         return result
 
 

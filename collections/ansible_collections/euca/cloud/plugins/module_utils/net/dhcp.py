@@ -16,6 +16,14 @@ atomic swap per file), then:
   a start costs ~17 ms and the lease file carries the leases over);
 - dnsmasq is not running: start it.
 
+With a ``service_manager`` (systemd where systemd is PID 1, supervisord otherwise: see
+module_utils/supervised.py) dnsmasq runs in the foreground as that manager's program
+(``euca-dhcp`` by default) and comes back by itself within about a second after kill -9;
+start, restart and stop go through the manager, and the program's definition is one more
+file of ours (a changed one restarts dnsmasq). SIGHUP stays ours: it is sent to the pid
+that the checks below accept. With ``none`` the module starts dnsmasq itself (it forks;
+nothing restarts it), as before.
+
 Only the pid in our pid file is ever signalled, and only after ``/proc/<pid>/cmdline``
 shows it is dnsmasq running our configuration file (in the expected network namespace).
 
@@ -39,12 +47,14 @@ import time
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing
 from ansible_collections.euca.cloud.plugins.module_utils.net.config import Resource
-from ansible_collections.euca.cloud.plugins.module_utils.process import NETNS_DIR, CommandFailed, run
+from ansible_collections.euca.cloud.plugins.module_utils.process import NETNS_DIR, CommandFailed, in_namespace, run
+from ansible_collections.euca.cloud.plugins.module_utils import supervised
 
 DEFAULT_STATE_DIR = "/var/lib/euca/dhcp"
 DEFAULT_LEASE_TIME = "1h"
 # dnsmasq's own default (1000) would stop serving at the 1001st instance of a cluster.
 DEFAULT_MAX_LEASES = 65536
+DEFAULT_SERVICE_NAME = "euca-dhcp"
 
 CONF_FILE = "dnsmasq.conf"
 HOSTS_FILE = "hosts"
@@ -52,6 +62,8 @@ LEASE_FILE = "leases"
 PID_FILE = "dnsmasq.pid"
 LOG_FILE = "dnsmasq.log"
 GENERATION_FILE = "generation"
+# not in state_dir: the service manager's definition of our dnsmasq (a unit or program file)
+SERVICE = "service"
 # every file of ours in state_dir; `deleted` removes exactly these
 OWN_FILES = (CONF_FILE, HOSTS_FILE, LEASE_FILE, PID_FILE, LOG_FILE, GENERATION_FILE)
 
@@ -404,7 +416,9 @@ class Dhcp(Resource):
     generations = True
 
     def __init__(self, state_dir=DEFAULT_STATE_DIR, namespace=None, dnsmasq="dnsmasq", user=None,
-                 max_leases=DEFAULT_MAX_LEASES, partial=False, generation=None, stop_timeout=10.0):
+                 max_leases=DEFAULT_MAX_LEASES, partial=False, generation=None, stop_timeout=10.0,
+                 service_manager=supervised.NONE, service_name=DEFAULT_SERVICE_NAME, supervisor_conf=None,
+                 supervisor_programs_dir=None, systemd_units_dir=None, start_timeout=30.0):
         self.state_dir = os.path.abspath(state_dir or DEFAULT_STATE_DIR)
         self.namespace = namespace
         self.dnsmasq = dnsmasq or "dnsmasq"
@@ -419,6 +433,14 @@ class Dhcp(Resource):
         # the ledger generation this run applies (converge() is given the same one)
         self.generation = generation
         self.stop_timeout = stop_timeout
+        self.start_timeout = start_timeout
+        # the manager's program (None: we start dnsmasq ourselves); it runs dnsmasq in the foreground
+        self.service = supervised.service(
+            service_manager, service_name or DEFAULT_SERVICE_NAME,
+            in_namespace([self.dnsmasq, "--keep-in-foreground", "--conf-file=%s" % self.conf_path], namespace),
+            "DHCP (dnsmasq) of %s" % self.state_dir, supervisor_conf=supervisor_conf,
+            supervisor_programs_dir=supervisor_programs_dir, systemd_units_dir=systemd_units_dir,
+            timeout=start_timeout)
         # what gather found: file texts by name, the generation and our dnsmasq's pid
         self.files = {}
         self.applied_generation = None
@@ -427,7 +449,9 @@ class Dhcp(Resource):
 
     # ------------------------------------------------------------------ paths
     def path(self, name):
-        """Absolute path of one of our files."""
+        """Absolute path of one of our files (SERVICE: the manager's definition of our program)."""
+        if name == SERVICE:
+            return self.service.definition_path
         return os.path.join(self.state_dir, name)
 
     @property
@@ -453,6 +477,7 @@ class Dhcp(Resource):
     # ------------------------------------------------------------------ gather
     def gather(self):
         self.files = dict((name, _read(self.path(name))) for name in (CONF_FILE, HOSTS_FILE, GENERATION_FILE))
+        self.files[SERVICE] = self.service.read_definition() if self.service else None
         generation = (self.files[GENERATION_FILE] or "").strip()
         self.applied_generation = int(generation) if generation.isdigit() else None
         self.pid = self.running_pid()
@@ -503,15 +528,19 @@ class Dhcp(Resource):
         generation = self.applied_generation if self.generation is None else self.generation
         if not after:
             remove = [name for name in OWN_FILES if os.path.lexists(self.path(name))]
-            return {}, remove, (STOP if self.pid else NOTHING)
+            if self.files.get(SERVICE) is not None:
+                remove.append(SERVICE)
+            return {}, remove, (STOP if self.pid or SERVICE in remove else NOTHING)
         wanted = {
             CONF_FILE: render_conf(after, self.state_dir, self.max_leases, self.user),
             HOSTS_FILE: render_hosts(after),
         }
+        if self.service:
+            wanted[SERVICE] = self.service.render()
         writes = dict((name, text) for name, text in wanted.items() if self.files.get(name) != text)
         if not self.pid:
             action = START
-        elif CONF_FILE in writes:
+        elif CONF_FILE in writes or SERVICE in writes:
             action = RESTART
         elif HOSTS_FILE in writes:
             action = RELOAD
@@ -529,19 +558,22 @@ class Dhcp(Resource):
         # generation to record is known from the constructor, so _decide already writes it.
         writes, remove, action = self._decide(after)
         commands = []
-        for name in (HOSTS_FILE, CONF_FILE, GENERATION_FILE):
+        for name in (HOSTS_FILE, CONF_FILE, SERVICE, GENERATION_FILE):
             if name in writes:
                 commands.append("write %s" % self.path(name))
         commands.extend("remove %s" % self.path(name) for name in remove)
         argv = " ".join(self.command())
+        via = (" under %s" % self.service.describe()) if self.service else ""
         if action == START:
-            commands.append("start %s" % argv)
+            commands.append(("start dnsmasq%s" % via) if self.service else ("start %s" % argv))
         elif action == RESTART:
-            commands.append("restart dnsmasq (pid %d): segments, ranges or options changed" % self.pid)
+            why = "its service definition" if SERVICE in writes and CONF_FILE not in writes else \
+                "segments, ranges or options"
+            commands.append("restart dnsmasq (pid %d)%s: %s changed" % (self.pid, via, why))
         elif action == RELOAD:
             commands.append("reload dnsmasq (SIGHUP pid %d): reservations changed" % self.pid)
         elif action == STOP:
-            commands.append("stop dnsmasq (pid %d)" % self.pid)
+            commands.append(("stop dnsmasq (pid %d)%s" % (self.pid, via)) if self.pid else ("stop dnsmasq%s" % via))
         self.action = action
         return commands
 
@@ -572,7 +604,11 @@ class Dhcp(Resource):
     def apply(self, plan, after, generation):
         writes, remove, action = self._decide(after)
         if action == STOP:
-            self._stop(self.pid)
+            if self.service:
+                # the definition goes first, so the manager cannot bring dnsmasq back
+                self.service.remove()
+            if self.pid and _alive(self.pid):
+                self._stop(self.pid)
         for name in remove:
             try:
                 os.unlink(self.path(name))
@@ -590,10 +626,12 @@ class Dhcp(Resource):
             if CONF_FILE in staged:
                 # a configuration dnsmasq cannot parse must never replace one it can
                 run([self.dnsmasq, "--test", "--conf-file=%s" % staged[CONF_FILE]], namespace=self.namespace)
-            for name in (HOSTS_FILE, CONF_FILE):
+            for name in (HOSTS_FILE, CONF_FILE, SERVICE):
                 if name in staged:
                     os.rename(staged.pop(name), self.path(name))
-            if action == RESTART:
+            if self.service and action in (START, RESTART):
+                self._service_start(action, SERVICE in writes)
+            elif action == RESTART:
                 self._stop(self.pid)
                 self._start()
             elif action == START:
@@ -618,8 +656,11 @@ class Dhcp(Resource):
 
     def _stage(self, name, text):
         """Write ``text`` beside ``name`` (same directory, so the rename is atomic)."""
-        tmp = self.path(".%s.new" % name)
+        directory, base = os.path.split(self.path(name))
+        tmp = os.path.join(directory, ".%s.new" % base)
         try:
+            if not os.path.isdir(directory):
+                os.makedirs(directory, 0o755)
             with open(tmp, "w") as handle:
                 handle.write(text)
                 handle.flush()
@@ -640,6 +681,35 @@ class Dhcp(Resource):
             raise CommandFailed("dnsmasq did not start: %s (see %s)" % (exc.msg, self.path(LOG_FILE)))
         self.pid = self.running_pid()
 
+    def _service_start(self, action, definition_changed):
+        """Start or restart dnsmasq through the service manager, then wait for its pid."""
+        old = self.pid
+        if old and self.service.pid() != old:
+            # ours (the checks passed) but not the manager's child: started by this module
+            # before it used a service manager; it holds port 67, so it goes first
+            self._stop(old)
+            self.pid = None
+        if definition_changed:
+            self.service.load()  # supervisord: adds and starts, or restarts; systemd: daemon-reload, restart
+        elif action == RESTART and self.pid:
+            self.service.restart()
+        else:
+            self.service.start()
+        self.pid = self._await_pid(old)
+
+    def _await_pid(self, old):
+        """The pid of the new dnsmasq once it runs (its pid file written, the manager agreeing)."""
+        deadline = time.time() + self.start_timeout
+        while True:
+            pid = self.running_pid()
+            if pid and pid != old and self.service.pid() == pid:
+                return pid
+            if time.time() > deadline:
+                raise EucaError("dnsmasq did not come up under %s within %ss (see %s): %s"
+                                % (self.service.describe(), self.start_timeout, self.path(LOG_FILE),
+                                   _tail(self.path(LOG_FILE))))
+            time.sleep(0.05)
+
     def _stop(self, pid):
         os.kill(pid, signal.SIGTERM)
         deadline = time.time() + self.stop_timeout
@@ -655,6 +725,11 @@ class Dhcp(Resource):
             self.conf_path: render_conf(items, self.state_dir, self.max_leases, self.user),
             self.path(HOSTS_FILE): render_hosts(items),
         }
+
+
+def _tail(path, lines=5):
+    text = _read(path) or ""
+    return " | ".join(text.strip().splitlines()[-lines:]) or "(no log)"
 
 
 def _unlink_quietly(path):

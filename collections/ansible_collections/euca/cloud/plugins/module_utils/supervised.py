@@ -1,0 +1,261 @@
+# -*- coding: utf-8 -*-
+# Copyright: euca.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One daemon of a module under the host's service manager, so it comes back after kill -9.
+
+systemd where systemd is PID 1, supervisord otherwise: the same choice as roles/common
+(manager.yml), with the same file locations by default. A module that runs a daemon renders
+its definition (a systemd unit or a supervisord program file), compares it with the one on
+disk like any other file it owns, and asks the manager to load, start, restart or drop it.
+The daemon runs in the foreground as the manager's own child (``ip netns exec`` execs the
+program, so the manager's pid is the daemon's pid).
+
+Nothing here signals a process: reloads and the pid checks stay with the module, which knows
+what its daemon looks like in /proc.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+import time
+
+from ansible_collections.euca.cloud.plugins.module_utils.errors import EucaError, InvalidInput
+from ansible_collections.euca.cloud.plugins.module_utils.process import CommandFailed, run
+
+NONE, AUTO, SYSTEMD, SUPERVISORD = "none", "auto", "systemd", "supervisord"
+MANAGERS = (NONE, AUTO, SYSTEMD, SUPERVISORD)
+
+DEFAULT_SUPERVISOR_CONF = "/etc/supervisor/supervisord.conf"
+DEFAULT_SUPERVISOR_PROGRAMS_DIR = "/etc/supervisor/conf.d"
+DEFAULT_SYSTEMD_UNITS_DIR = "/etc/systemd/system"
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_SAFE = re.compile(r"^[A-Za-z0-9_./=:,+@%-]+$")
+
+
+def detect():
+    """systemd when it is PID 1, supervisord otherwise (what roles/common's manager.yml decides)."""
+    try:
+        with open("/proc/1/comm") as handle:
+            return SYSTEMD if handle.read().strip() == "systemd" else SUPERVISORD
+    except (IOError, OSError):
+        return SUPERVISORD
+
+
+def _quote(arg):
+    """One argument for a supervisord command= or systemd ExecStart= line."""
+    if _SAFE.match(arg):
+        return arg
+    return '"%s"' % arg.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _absolute(program):
+    """``program`` as an absolute path (systemd wants one; supervisord's PATH may be short)."""
+    if os.path.isabs(program):
+        return program
+    for directory in os.environ.get("PATH", "").split(os.pathsep) + ["/usr/sbin", "/usr/bin", "/sbin", "/bin"]:
+        candidate = os.path.join(directory, program)
+        if directory and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return program
+
+
+class Service:
+    """The definition of one program for one manager, and the manager's verbs for it."""
+
+    manager = None
+
+    def __init__(self, name, argv, description):
+        if not _NAME.match(name or ""):
+            raise InvalidInput("service name %r is not usable (letters, digits, '_', '.', '-'; at most 64)" % (name,))
+        self.name = name
+        self.argv = [_absolute(argv[0])] + [str(a) for a in argv[1:]]
+        self.description = description
+
+    def read_definition(self):
+        try:
+            with open(self.definition_path) as handle:
+                return handle.read()
+        except (IOError, OSError):
+            return None
+
+    def describe(self):
+        return "%s %s" % (self.manager, self.name)
+
+
+class Supervisord(Service):
+    """A [program:<name>] file in supervisord's include directory."""
+
+    manager = SUPERVISORD
+
+    def __init__(self, name, argv, description, conf=DEFAULT_SUPERVISOR_CONF,
+                 programs_dir=DEFAULT_SUPERVISOR_PROGRAMS_DIR, timeout=30.0):
+        Service.__init__(self, name, argv, description)
+        self.conf = conf or DEFAULT_SUPERVISOR_CONF
+        self.programs_dir = programs_dir or DEFAULT_SUPERVISOR_PROGRAMS_DIR
+        self.timeout = timeout
+
+    @property
+    def definition_path(self):
+        return os.path.join(self.programs_dir, "%s.conf" % self.name)
+
+    def render(self):
+        command = " ".join(_quote(a) for a in self.argv).replace("%", "%%")
+        return "\n".join([
+            "; Managed by euca.cloud: %s. Edits are overwritten on the next apply." % self.description,
+            "[program:%s]" % self.name,
+            "command=%s" % command,
+            "autostart=true",
+            "autorestart=true",
+            "startsecs=1",
+            # a respawn that fails at once is tried again (back-off 1, 2, 3 ... s) before FATAL, as
+            # roles/common does; the next apply starts a FATAL program again
+            "startretries=20",
+            "stopwaitsecs=10",
+            "stopsignal=TERM",
+            "redirect_stderr=true",
+        ]) + "\n"
+
+    def ctl(self, *args):
+        return run(["supervisorctl", "-c", self.conf] + list(args), check=False, timeout=self.timeout + 30)
+
+    def _ensure_running(self):
+        """Start supervisord when it does not answer (as roles/common does); it reads our file."""
+        rc, out, err = self.ctl("pid")
+        if rc == 0 and out.strip().isdigit():
+            return False
+        try:
+            run(["supervisord", "-c", self.conf], timeout=self.timeout)
+        except CommandFailed as exc:
+            raise EucaError("cannot start supervisord -c %s: %s" % (self.conf, exc.msg))
+        deadline = time.time() + self.timeout
+        while time.time() < deadline:
+            rc, out, err = self.ctl("pid")
+            if rc == 0 and out.strip().isdigit():
+                return True
+            time.sleep(0.1)
+        raise EucaError("supervisord -c %s did not answer within %ss" % (self.conf, self.timeout))
+
+    def pid(self):
+        """The program's pid as supervisord knows it (None: not running, unknown, or no supervisord)."""
+        rc, out, err = self.ctl("pid", self.name)
+        out = out.strip()
+        return int(out) if out.isdigit() and out != "0" else None
+
+    def load(self):
+        """Make supervisord (re)read our definition: adds and starts it, or restarts it when it changed."""
+        if self._ensure_running():
+            return  # a new supervisord read every program file and autostarts them
+        rc, out, err = self.ctl("update", self.name)
+        if rc != 0 or "ERROR" in out:
+            raise EucaError("supervisorctl -c %s update %s failed: %s" % (self.conf, self.name, (out + err).strip()))
+
+    def start(self):
+        if self._ensure_running():
+            return
+        rc, out, err = self.ctl("start", self.name)
+        if rc != 0 and "already started" not in out:
+            if "no such process" in out:
+                self.load()
+                return
+            raise EucaError("supervisorctl start %s failed: %s" % (self.name, (out + err).strip()))
+
+    def restart(self):
+        if self._ensure_running():
+            return
+        rc, out, err = self.ctl("restart", self.name)
+        if rc != 0:
+            raise EucaError("supervisorctl restart %s failed: %s" % (self.name, (out + err).strip()))
+
+    def remove(self):
+        """Stop the program and forget it (the definition file is removed first)."""
+        try:
+            os.unlink(self.definition_path)
+        except OSError:
+            pass
+        rc, out, err = self.ctl("pid")
+        if rc == 0 and out.strip().isdigit():
+            self.ctl("update", self.name)
+
+
+class Systemd(Service):
+    """A unit <name>.service in systemd's unit directory."""
+
+    manager = SYSTEMD
+
+    def __init__(self, name, argv, description, units_dir=DEFAULT_SYSTEMD_UNITS_DIR, timeout=30.0):
+        Service.__init__(self, name, argv, description)
+        self.units_dir = units_dir or DEFAULT_SYSTEMD_UNITS_DIR
+        self.timeout = timeout
+
+    @property
+    def definition_path(self):
+        return os.path.join(self.units_dir, "%s.service" % self.name)
+
+    def render(self):
+        return "\n".join([
+            "# Managed by euca.cloud: %s. Edits are overwritten on the next apply." % self.description,
+            "[Unit]",
+            "Description=euca.cloud %s" % self.description,
+            "After=network-online.target",
+            # never give up restarting
+            "StartLimitIntervalSec=0",
+            "",
+            "[Service]",
+            "ExecStart=%s" % " ".join(_quote(a) for a in self.argv),
+            "Restart=always",
+            "RestartSec=1",
+            "KillMode=mixed",
+            "",
+            "[Install]",
+            "WantedBy=multi-user.target",
+        ]) + "\n"
+
+    def _systemctl(self, *args):
+        try:
+            run(["systemctl"] + list(args), timeout=self.timeout + 30)
+        except CommandFailed as exc:
+            raise EucaError("systemctl %s failed: %s" % (" ".join(args), exc.msg))
+
+    def pid(self):
+        rc, out, err = run(["systemctl", "show", "--property=MainPID", "--value", "%s.service" % self.name],
+                           check=False, timeout=self.timeout)
+        out = out.strip()
+        return int(out) if rc == 0 and out.isdigit() and out != "0" else None
+
+    def load(self):
+        self._systemctl("daemon-reload")
+        self._systemctl("enable", "%s.service" % self.name)
+        self._systemctl("restart", "%s.service" % self.name)
+
+    def start(self):
+        self._systemctl("enable", "--now", "%s.service" % self.name)
+
+    def restart(self):
+        self._systemctl("restart", "%s.service" % self.name)
+
+    def remove(self):
+        run(["systemctl", "disable", "--now", "%s.service" % self.name], check=False, timeout=self.timeout + 30)
+        try:
+            os.unlink(self.definition_path)
+        except OSError:
+            pass
+        run(["systemctl", "daemon-reload"], check=False, timeout=self.timeout + 30)
+
+
+def service(manager, name, argv, description, supervisor_conf=None, supervisor_programs_dir=None,
+            systemd_units_dir=None, timeout=30.0):
+    """The Service for ``manager`` (auto: detected), or None for ``none`` (the module runs the daemon itself)."""
+    if manager not in MANAGERS:
+        raise InvalidInput("service_manager must be one of %s, not %r" % (", ".join(MANAGERS), manager))
+    if manager == NONE:
+        return None
+    if manager == AUTO:
+        manager = detect()
+    if manager == SYSTEMD:
+        return Systemd(name, argv, description, units_dir=systemd_units_dir, timeout=timeout)
+    return Supervisord(name, argv, description, conf=supervisor_conf, programs_dir=supervisor_programs_dir,
+                       timeout=timeout)
