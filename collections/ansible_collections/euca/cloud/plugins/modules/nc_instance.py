@@ -209,6 +209,14 @@ restart_required:
   description: The running instance's definition changed; the change applies at its next start.
   returned: always
   type: bool
+previous_state:
+  description:
+    - What libvirt reported before this run, V(running), V(stopping), V(stopped) or V(absent) (no domain). A
+      V(running) instance found V(absent) was gone from the node and has been created again from its spec.
+    - Only in results of runs that reached libvirt (not when the input was refused).
+  returned: success
+  type: str
+  sample: absent
 """
 
 from ansible_collections.euca.cloud.plugins.module_utils.compute import instances

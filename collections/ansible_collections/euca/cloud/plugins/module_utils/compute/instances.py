@@ -90,6 +90,37 @@ def _state_name(dom):
     return "stopped"
 
 
+#: libvirt's reasons for a shut-off domain, in the words observations use (VIR_DOMAIN_SHUTOFF_*)
+SHUTOFF_REASONS = ("unknown", "shutdown", "destroyed", "crashed", "migrated", "saved", "failed", "from-snapshot",
+                   "daemon")
+
+
+def _state_reason(dom):
+    """Why a shut-off domain is shut off (``shutdown`` by the guest or ACPI, ``destroyed``, ``crashed``...);
+    empty for a domain that runs."""
+    state, reason = dom.state()
+    if state != libvirt.VIR_DOMAIN_SHUTOFF:
+        return ""
+    return SHUTOFF_REASONS[reason] if 0 <= reason < len(SHUTOFF_REASONS) else "unknown"
+
+
+def observe(conn):
+    """Every instance domain libvirt has on this node (names that are instance ids; others are not ours),
+    as the node reports them to its cluster: ``[{name, uuid, state, reason}]`` sorted by name, ``state``
+    ``running``, ``stopping`` or ``stopped`` and ``reason`` why a stopped one is shut off. Reads only."""
+    out = []
+    for dom in conn.listAllDomains():
+        name = dom.name()
+        if not domain.NAME_RE.match(name):
+            continue
+        try:
+            out.append({"name": name, "uuid": dom.UUIDString(), "state": _state_name(dom), "reason": _state_reason(dom)})
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:  # undefined while we looked: it is gone
+                raise
+    return sorted(out, key=lambda d: d["name"])
+
+
 def bridges(namespace):
     """Names of the bridges in ``namespace`` (the host's when None)."""
     _rc, out, _err = run(["ip", "-j", "link", "show", "type", "bridge"], namespace=namespace)
@@ -216,7 +247,7 @@ class Instance:
         restart_required = bool(want_state == "running" and state == "running" and
                                 set(actions) & {"redefine", "write seed"})
         result = {"changed": bool(actions), "actions": actions, "restart_required": restart_required,
-                  "diff": {"before": have or {}, "after": want or {}}}
+                  "previous_state": state, "diff": {"before": have or {}, "after": want or {}}}
         if check_mode or not actions:
             # bridge ports and their hairpin mode are runtime state: repair them even when nothing else changes
             if not check_mode and want_state == "running" and state == "running" and self.ensure_ports(dom):

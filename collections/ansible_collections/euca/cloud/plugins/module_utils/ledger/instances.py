@@ -190,3 +190,174 @@ def ensure_instances(txn, name=None, state="present", instance_ids=None, group=N
     after = [view(get_instance(txn, r["id"])) for r in rows]
     return {"changed": bool(changed), "before": before, "after": after, "instances": after,
             "launched": [], "terminated": changed if state == "terminated" else []}
+
+
+# ---------------------------------------------------------------------------------------------- observed state
+#: EC2's state reasons for an instance the node reports shut off, by libvirt's shut-off reason
+SHUTOFF_REASONS = {
+    "shutdown": "Client.InstanceInitiatedShutdown: Instance initiated shutdown",
+    "destroyed": "Client.UserInitiatedShutdown: User initiated shutdown (the domain was powered off on node %s, "
+                 "outside the cloud)",
+}
+#: shut-off reasons that are not the guest's or a user's choice: the instance stays running in the ledger and
+#: reconcile starts it again (like a gone domain)
+CRASH_REASONS = ("crashed", "failed")
+NOT_STARTED = "Server.InternalError: the node did not start the instance: %s"
+OBSERVED_STATES = ("running", "stopping", "stopped")
+
+
+def _observations(observations):
+    """Check the per-node observations; ``[(node, expected or None, domains by name, failures by id)]``."""
+    out, seen = [], set()
+    for index, obs in enumerate(observations or []):
+        if not isinstance(obs, dict) or not obs.get("node"):
+            raise InvalidInput("observation %d needs node (the ledger's name of the node that reported)" % index)
+        node = obs["node"]
+        if node in seen:
+            raise InvalidInput("node %s is observed twice; give one observation per node" % node)
+        seen.add(node)
+        domains = {}
+        for dom in obs.get("domains") or []:
+            name = dom.get("name") if isinstance(dom, dict) else None
+            if not name or dom.get("state") not in OBSERVED_STATES:
+                raise InvalidInput("node %s: every domain needs name and state (%s), not %r"
+                                   % (node, ", ".join(OBSERVED_STATES), dom))
+            domains[name] = {"state": dom["state"], "reason": dom.get("reason") or ""}
+        failures = {}
+        for fail in obs.get("failed") or []:
+            # {name, msg}, or a failed loop result of euca.cloud.nc_instance as registered (item.name, msg)
+            name = (fail.get("name") or (fail.get("item") or {}).get("name")) if isinstance(fail, dict) else None
+            if not name:
+                raise InvalidInput("node %s: every failed launch needs name (the instance id) and msg" % node)
+            failures[name] = " ".join(str(fail.get("msg") or "unknown error").split())[:300]
+        expected = None
+        if obs.get("expected") is not None:
+            expected = dict((e["id"], e["state"]) for e in obs["expected"])
+        out.append((node, expected, domains, failures))
+    return out
+
+
+def record_observations(txn, observations):
+    """Record what node controllers report about their instances, as Eucalyptus's CC polled its NCs.
+
+    ``observations``: one dict per node that answered: ``node``; ``domains``, every instance domain it has
+    (``name``, ``state`` running|stopping|stopped, ``reason`` why libvirt shut it off; what
+    euca.cloud.nc_instance_info returns); ``failed``, the launches it tried and could not do (``name``,
+    ``msg``; after its retry); ``expected``, optional, the node's live instances (``id``, ``state``) as the
+    ledger had them when the node was polled. A node that sent nothing is not judged (``unobserved``).
+
+    Transitions, for each live instance the ledger places on an observed node:
+
+    - ``pending`` and its domain runs: ``running`` (the launch finished; a killed run-instances leaves this).
+    - ``pending`` or ``running`` and the node failed to start it (in ``failed``) and it does not run:
+      ``terminated`` with EC2's ``Server.InternalError: the node did not start the instance: <why>``; its
+      private address and MAC go back to the group, its elastic IP is disassociated, its volumes detached.
+    - ``running`` and shut off by the guest (``shutdown``) or powered off (``destroyed``): ``stopped``, with
+      EC2's ``Client.InstanceInitiatedShutdown`` / ``Client.UserInitiatedShutdown`` reason; other shut-off
+      reasons (saved, unknown, ...) stop it with ``Server.InternalError`` naming libvirt's reason.
+    - ``stopped`` and its domain runs: ``running`` (it was started on the node).
+    - ``pending`` with no running domain and no failure: stays ``pending`` (a launch may be under way;
+      reconcile starts it and records the outcome).
+
+    Not changed, only reported:
+
+    - ``gone``: a ``running``/``stopped`` instance whose domain is not on its node although the node answered.
+      EC2 terminates an instance-store instance whose host lost it; here the ledger is the cloud's record
+      of what should exist, and the instance keeps everything that makes it (its overlay when the directory
+      survived, else a fresh one from its image; its id, addresses, elastic IP and volumes), so reconcile
+      defines and starts it again, as it rebuilds a node from nothing or after a ledger restore. Only if that
+      start fails (twice) is it terminated, as above.
+    - ``crashed``: ``running`` in the ledger, shut off because QEMU crashed or failed: reconcile restarts it.
+    - ``unknown``: a domain on a node that the ledger does not place there live (no record, a terminated
+      one, or one placed on another node; e.g. after an older ledger was restored). Never removed here: the
+      operator decides (reconcile.yml ``-e purge_unknown=true``).
+    - ``skipped``: instances whose ledger state changed since the node was polled (``expected``): a concurrent
+      operation's intent is newer than the observation, so it is not overturned.
+
+    Idempotent: the same observations a second time change nothing. Returns the lists above, ``before`` and
+    ``after`` (the changed instances) and ``msg``.
+    """
+    nodes = _observations(observations)
+    report = dict((key, []) for key in ("launched", "started", "stopped", "terminated", "pending", "gone", "crashed",
+                                        "unknown", "skipped"))
+    before, after = [], []
+    observed_nodes = set(node for node, _e, _d, _f in nodes)
+    known = txn.rows("SELECT name FROM nodes ORDER BY name")
+    report["unobserved"] = [r["name"] for r in known if r["name"] not in observed_nodes and txn.value(
+        "SELECT count(*) FROM instances WHERE node = ? AND state <> 'terminated'", r["name"])]
+
+    def change(row, state, reason, key, entry):
+        before.append(view(row))
+        if state == "terminated":
+            terminate(txn, row, reason)
+        else:
+            txn.exec("UPDATE instances SET state = ?, reason = ?, updated_at = ? WHERE id = ?", state, reason, now(),
+                     row["id"])
+        after.append(view(get_instance(txn, row["id"])))
+        report[key].append(entry)
+
+    for node, expected, domains, failures in nodes:
+        rows = txn.rows("SELECT * FROM instances WHERE node = ? AND state <> 'terminated' ORDER BY id", node)
+        placed = set(r["id"] for r in rows)
+        for row in rows:
+            iid, state = row["id"], row["state"]
+            dom = domains.get(iid)
+            seen = dom["state"] if dom else "gone"
+            why = dom["reason"] if dom else ""
+            if expected is not None and expected.get(iid) != state:
+                if seen != ("running" if state == "pending" else state):
+                    report["skipped"].append({"id": iid, "node": node, "state": state, "observed": seen,
+                                              "why": "its ledger state changed since the node was polled"
+                                              if iid in expected else "launched after the node was polled"})
+                continue
+            if iid in failures and seen != "running" and state in ("pending", "running"):
+                reason = NOT_STARTED % failures[iid]
+                change(row, "terminated", reason, "terminated", {"id": iid, "node": node, "reason": reason})
+            elif seen == "running":
+                if state == "pending":
+                    change(row, "running", "", "launched", iid)
+                elif state == "stopped":
+                    change(row, "running", "observed running on node %s" % node, "started", {"id": iid, "node": node})
+            elif seen == "gone":
+                if state == "pending":
+                    report["pending"].append({"id": iid, "node": node, "observed": "gone"})
+                else:
+                    report["gone"].append({"id": iid, "node": node, "state": state})
+            elif seen == "stopped":
+                if state == "pending":
+                    report["pending"].append({"id": iid, "node": node, "observed": "stopped"})
+                elif state == "running" and why in CRASH_REASONS:
+                    report["crashed"].append({"id": iid, "node": node, "reason": why})
+                elif state == "running":
+                    reason = SHUTOFF_REASONS.get(why)
+                    reason = (reason % node if "%s" in reason else reason) if reason else (
+                        "Server.InternalError: the domain is shut off on node %s (libvirt: %s)" % (node, why or "unknown"))
+                    change(row, "stopped", reason, "stopped", {"id": iid, "node": node, "reason": reason})
+            # "stopping": an ACPI shutdown under way; the next poll records where it ends
+        for name in sorted(set(domains) - placed):
+            other = txn.row("SELECT state, node FROM instances WHERE id = ?", name)
+            ledger = "none" if other is None else ("terminated" if other["state"] == "terminated"
+                                                  else "placed on node %s" % other["node"])
+            report["unknown"].append({"id": name, "node": node, "state": domains[name]["state"], "ledger": ledger})
+    report["changed"] = bool(before)
+    report["before"] = before
+    report["after"] = after
+    report["msg"] = observation_summary(report)
+    return report
+
+
+def observation_summary(report):
+    """One line that says what ``record_observations`` recorded and what it only reports."""
+    parts = []
+    for key, words in (("launched", "pending -> running"), ("started", "stopped -> running"),
+                       ("stopped", "running -> stopped"), ("terminated", "did not start, terminated"),
+                       ("pending", "still pending"), ("gone", "gone from their node"),
+                       ("crashed", "crashed"), ("unknown", "domains the ledger does not know (left alone)"),
+                       ("skipped", "changed since the poll, skipped")):
+        items = report.get(key) or []
+        if items:
+            ids = ", ".join((i if isinstance(i, str) else "%s on %s" % (i["id"], i["node"])) for i in items)
+            parts.append("%s: %s" % (words, ids))
+    if report.get("unobserved"):
+        parts.append("nodes that did not report: %s" % ", ".join(report["unobserved"]))
+    return "; ".join(parts) or "every observed instance is as the ledger says"
