@@ -498,7 +498,7 @@ class Vblade:
             return steps, None
         if have is not None and have["running"] and not have.get("legacy"):
             same = (have["interface"] == interface and have["path"] == path and have["macs"] == macs and
-                    have.get("namespace") == self.namespace and
+                    have.get("namespace", self.namespace) == self.namespace and
                     (shelf is None or have["shelf"] == shelf) and (slot is None or have["slot"] == slot))
             if same:
                 return steps, (have["shelf"], have["slot"])
