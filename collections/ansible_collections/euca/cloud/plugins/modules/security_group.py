@@ -49,17 +49,32 @@ options:
     elements: dict
     suboptions:
       protocol:
-        description: IP protocol the rule allows; V(all) allows every protocol and port.
+        description:
+          - IP protocol the rule allows, V(tcp), V(udp), V(icmp) or V(all) (every protocol and port); EC2's numbers
+            6, 17, 1 and -1 are accepted for them.
+          - Rules follow EC2's semantics, checked by the same code (C(module_utils/model/rules.py)) as the cluster
+            controllers' filter (M(euca.cloud.firewall)), so a rule the filter would refuse is refused here, with the
+            same message, and nothing is written.
         type: str
-        choices: [tcp, udp, icmp, all]
         default: tcp
       from_port:
         description:
-          - First port of the range (for V(icmp), the ICMP type; V(-1) for all types). Required unless O(rules[].protocol=all).
+          - First port of the range, 1-65535, for V(tcp) and V(udp); required for them unless O(rules[].ports) is given.
+          - For V(icmp), the ICMP type (0-255, or V(-1) for every type and code, the default).
+          - Must be unset or V(-1) for V(all).
         type: int
       to_port:
-        description: Last port of the range (for V(icmp), the ICMP code). Defaults to O(rules[].from_port).
+        description:
+          - Last port of the range for V(tcp) and V(udp); defaults to O(rules[].from_port).
+          - For V(icmp), the ICMP code (0-255, or V(-1) for every code, the default); a code needs a type.
         type: int
+      ports:
+        description:
+          - The ports as text instead of O(rules[].from_port)/O(rules[].to_port), as the playbooks take them
+            (C(-e ports=...)).
+          - V(22) or V(8000-8080) for V(tcp) and V(udp); for V(icmp) C(TYPE) or C(TYPE:CODE), each 0-255 or -1 for
+            all (V(8) is echo request with any code, V(3:4) fragmentation needed, V(-1) everything).
+        type: str
       cidr:
         description: Source addresses allowed, as an IPv4 CIDR without host bits (V(0.0.0.0/0) for anywhere).
         type: str
@@ -80,9 +95,8 @@ options:
     elements: dict
     suboptions:
       protocol:
-        description: IP protocol of the rule.
+        description: IP protocol of the rule (as in O(rules[].protocol)).
         type: str
-        choices: [tcp, udp, icmp, all]
         default: tcp
       from_port:
         description: First port of the range (for V(icmp), the ICMP type). Required unless O(revoke_rules[].protocol=all).
@@ -90,6 +104,9 @@ options:
       to_port:
         description: Last port of the range (for V(icmp), the ICMP code). Defaults to O(revoke_rules[].from_port).
         type: int
+      ports:
+        description: The ports as text, as in O(rules[].ports).
+        type: str
       cidr:
         description: Source addresses of the rule.
         type: str
@@ -194,9 +211,10 @@ from ansible_collections.euca.cloud.plugins.module_utils.base import LEDGER_ARGS
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import groups
 
 RULE_SPEC = dict(
-    protocol=dict(type="str", default="tcp", choices=["tcp", "udp", "icmp", "all"]),
+    protocol=dict(type="str", default="tcp"),
     from_port=dict(type="int"),
     to_port=dict(type="int"),
+    ports=dict(type="str"),
     cidr=dict(type="str"),
     source_group=dict(type="str"),
 )

@@ -7,6 +7,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.euca.cloud.plugins.module_utils.model import rules as model_rules
+
 #: (title, columns, how each row is made from the view) per table, in the order they print
 TABLES = (
     ("INSTANCES", ("ID", "NAME", "STATE", "GROUP", "NODE", "PRIVATE IP", "PUBLIC IP", "TYPE", "IMAGE"), "instances"),
@@ -15,12 +17,6 @@ TABLES = (
     ("GROUPS", ("NAME", "SEGMENT", "SUBNET", "RULES"), "security_groups"),
     ("NODES", ("NAME", "CLUSTER", "STATE", "CORES", "MEMORY MB", "INSTANCES"), "nodes"),
 )
-
-
-def _rule(rule):
-    ports = "" if rule["protocol"] == "all" else ":%s" % (
-        rule["from_port"] if rule["from_port"] == rule["to_port"] else "%s-%s" % (rule["from_port"], rule["to_port"]))
-    return "%s%s<-%s" % (rule["protocol"], ports, rule.get("cidr") or rule.get("source_group"))
 
 
 def _rows(kind, view):
@@ -34,7 +30,7 @@ def _rows(kind, view):
         return [(v["id"], v.get("name") or "-", v["size_gb"], v["state"], (v.get("attachment") or {}).get("instance", "-"),
                  (v.get("attachment") or {}).get("device", "-"), v["cluster"]) for v in view.get("volumes", [])]
     if kind == "security_groups":
-        return [(g["name"], g["segment_id"], g["subnet"], " ".join(_rule(r) for r in g["rules"]) or "-")
+        return [(g["name"], g["segment_id"], g["subnet"], " ".join(model_rules.text(r) for r in g["rules"]) or "-")
                 for g in view.get("security_groups", [])]
     return [(n["name"], n["cluster"], n["state"], "%s/%s" % (n["used"]["cores"], n["capacity"]["cores"]),
              "%s/%s" % (n["used"]["memory_mb"], n["capacity"]["memory_mb"]), n["used"]["instances"])

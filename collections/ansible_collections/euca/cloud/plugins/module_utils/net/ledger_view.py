@@ -13,11 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidInput
-
-
-def bridge_name(segment_id):
-    """The bridge of a segment on every CC and NC (``eubr-<id>``)."""
-    return "eubr-%d" % segment_id
+from ansible_collections.euca.cloud.plugins.module_utils.model import network as model_network
 
 
 def _prefix(subnet):
@@ -36,7 +32,7 @@ def segments(slice_, gateways=True, peers=None):
     mode = slice_["settings"]["network_mode"]
     out = []
     for group in slice_["security_groups"]:
-        item = {"id": group["segment_id"], "mode": mode, "bridge": bridge_name(group["segment_id"])}
+        item = {"id": group["segment_id"], "mode": mode, "bridge": model_network.bridge_name(group["segment_id"])}
         if gateways:
             item["gateway"] = "%s/%s" % (group["gateway"], _prefix(group["subnet"]))
         if mode == "vxlan" and peers:
@@ -58,7 +54,7 @@ def dhcp(slice_):
     for group in slice_["security_groups"]:
         out.append({
             "id": group["segment_id"],
-            "interface": bridge_name(group["segment_id"]),
+            "interface": model_network.bridge_name(group["segment_id"]),
             "subnet": group["subnet"],
             "gateway": group["gateway"],
             "hosts": sorted(hosts.get(group["name"], []), key=lambda h: h["ip"]),
@@ -131,7 +127,7 @@ def nc_instances(slice_):
             "memory_mb": inst["memory_mb"],
             "root_size_gb": inst["disk_gb"],
             "hostname": inst["id"],
-            "nics": [{"bridge": bridge_name(segment_of[inst["group"]]), "mac": inst["mac"]}] if inst["mac"] else [],
+            "nics": [{"bridge": model_network.bridge_name(segment_of[inst["group"]]), "mac": inst["mac"]}] if inst["mac"] else [],
         }
         out.append(spec)
     return out
