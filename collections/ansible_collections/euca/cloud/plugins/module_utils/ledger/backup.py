@@ -570,6 +570,38 @@ def _restore_sqlite(path, payload, target, live, timeout):
     return method
 
 
+# Everything of the ledger's in its schema (the connection's current schema), so that the dump
+# loads into a clean slate: a newer migration's tables, functions or triggers do not survive.
+# Objects that belong to an extension are left alone.
+_PG_DROP_ALL = """DO $$
+DECLARE r record;
+BEGIN
+  FOR r IN SELECT c.relkind, format('%I', c.relname) AS name FROM pg_class c
+           WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                             AND d.deptype = 'e')
+           ORDER BY c.relkind LOOP
+    EXECUTE format('DROP %s IF EXISTS %s CASCADE',
+                   CASE r.relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                                  WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, r.name);
+  END LOOP;
+  FOR r IN SELECT p.prokind, p.oid::regprocedure::text AS name FROM pg_proc p
+           WHERE p.pronamespace = current_schema()::regnamespace
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                             AND d.deptype = 'e') LOOP
+    EXECUTE format('DROP %s IF EXISTS %s CASCADE',
+                   CASE r.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END, r.name);
+  END LOOP;
+  FOR r IN SELECT t.oid::regtype::text AS name FROM pg_type t
+           WHERE t.typnamespace = current_schema()::regnamespace AND t.typtype IN ('e', 'd', 'r', 'm')
+             AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_type'::regclass AND d.objid = t.oid
+                             AND d.deptype = 'e') LOOP
+    EXECUTE format('DROP TYPE IF EXISTS %s CASCADE', r.name);
+  END LOOP;
+END $$;
+"""
+
+
 def _restore_pg(url, payload, target, timeout, expect_generation=None):
     conninfo, env = _pg_conninfo(url)
     pg_restore, psql = _pg_tool("pg_restore"), _pg_tool("psql")
@@ -587,9 +619,7 @@ def _restore_pg(url, payload, target, timeout, expect_generation=None):
                            "RAISE EXCEPTION 'the ledger changed while it was being restored (another job wrote to it): "
                            "nothing was restored; stop the other jobs and run the restore again'; END IF; END $$;\n"
                            % int(expect_generation)).encode())
-            out.write(b"DO $$ DECLARE t record; BEGIN FOR t IN SELECT tablename FROM pg_tables "
-                      b"WHERE schemaname = current_schema() LOOP "
-                      b"EXECUTE format('DROP TABLE IF EXISTS %I CASCADE', t.tablename); END LOOP; END $$;\n")
+            out.write(_PG_DROP_ALL.encode())
             out.write(script)
             # the script empties search_path; the ledger lives in the connection's default schema
             out.write(b"\nRESET search_path;\n")
