@@ -19,8 +19,8 @@ description:
     script beside the control socket (C(<tgt_socket>.<tgt_control_port>.exports/<volume>.sh)); the tgtd that roles/sc
     runs replays them when it starts again (after a crash), and reconcile rebuilds them from the ledger.
   - V(aoe) runs one C(vblade) per volume on O(aoe_interface), limited to the MAC addresses in O(initiators), as a
-    program of the host's service manager (C(euca-vblade-<volume>): a supervisord program, or a systemd unit where
-    systemd is PID 1), so it is restarted when it dies. O(state=absent) removes the program.
+    program of the host's service manager named C(euca-vblade-<volume>) (a supervisord program, or a systemd unit
+    where systemd is PID 1), so it is restarted when it dies. O(state=absent) removes the program.
     AoE is the legacy transport; it needs an AoE initiator (the C(aoe) kernel module) on the nodes.
   - An export that is in use (an initiator has a session) is not removed, and an initiator with a session is not
     dropped from the ACL, unless O(force) is set. Detach the volume on its node first.
@@ -94,7 +94,7 @@ options:
     type: path
     default: /run/euca/aoe
   service_manager:
-    description: Which service manager runs the vblade programs; V(auto) is systemd when it is PID 1, supervisord otherwise.
+    description: Which service manager runs the vblade programs (V(auto) is systemd when it is PID 1, supervisord otherwise).
     type: str
     choices: [auto, systemd, supervisord]
     default: auto
@@ -157,6 +157,12 @@ export:
     source:
       description: How a node reaches it; pass to M(euca.cloud.nc_volume).
       type: dict
+    program:
+      description: V(aoe) only - the service-manager program that runs its vblade (C(euca-vblade-<volume>)).
+      type: str
+    pid:
+      description: V(aoe) only - the pid of its vblade, as the service manager reports it.
+      type: int
   sample:
     volume: vol-1a2b3c4d
     transport: iscsi

@@ -249,6 +249,8 @@ class Tgt:
         """Keep the restore script of ``volume`` equal to ``target`` (None: remove it). True if it changed."""
         path = os.path.join(self.records_dir(), volume + ".sh")
         text = self.restore_lines(name, target)
+        if text is not None:
+            text = "# euca.cloud sc_export: recreates the export of %s in a restarted tgtd\n" % volume + text
         try:
             with open(path) as handle:
                 have = handle.read()
@@ -261,7 +263,7 @@ class Tgt:
             return True
         os.makedirs(self.records_dir(), mode=0o700, exist_ok=True)
         with open(path + ".partial", "w") as handle:
-            handle.write("# euca.cloud sc_export: recreates the export of %s in a restarted tgtd\n" % volume + text)
+            handle.write(text)
         os.rename(path + ".partial", path)
         return True
 
