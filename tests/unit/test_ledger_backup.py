@@ -84,7 +84,7 @@ def test_restore_brings_the_backed_up_rows_back_and_moves_generation_forward(sit
             groups.ensure_group(txn, "db")
     changed_gen = generation(url)
     out = backup.restore(url, made["path"], bdir)
-    assert out["changed"] and out["method"] == "sqlite backup into the live ledger"
+    assert out["changed"] and out["method"] == "one transaction in the live ledger"
     assert without_generation(dump(url)) == without_generation(saved)
     # past the generation it replaced: CCs that applied that one accept the restored ledger
     assert generation(url) == changed_gen + 1 == out["after"]["generation"]
@@ -260,3 +260,22 @@ def test_prune_keeps_the_newest(site):
     assert backup.prune(bdir, 2) == made[:1]
     assert backup.list_backups(bdir) == made[1:]
     assert backup.prune(bdir, 0) == []
+
+
+def test_a_write_after_the_previous_ledger_was_kept_aside_stops_the_restore(site, tmp_path):
+    """The install re-checks, under the ledger's write lock, that the ledger is still the one kept aside."""
+    url, bdir = site
+    made = backup.take(url, bdir)
+    copy = str(tmp_path / "checked.sqlite")
+    backup.verify(made["path"], str(tmp_path))
+    os.rename(str(tmp_path / "ledger.sqlite"), copy)
+    kept_aside_at = generation(url)
+    with db.Ledger(url) as ledger:
+        with ledger.write() as txn:
+            groups.ensure_group(txn, "sneaked-in")
+    before = dump(url)
+    with pytest.raises(Conflict, match="the ledger changed while it was being restored"):
+        backup._install_sqlite_live(url, copy, kept_aside_at, timeout=5)
+    assert dump(url) == before
+    backup._install_sqlite_live(url, copy, kept_aside_at + 1, timeout=5)
+    assert without_generation(dump(url)) == without_generation(dump(copy))

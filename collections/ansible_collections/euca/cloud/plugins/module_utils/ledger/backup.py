@@ -283,7 +283,7 @@ def _pg_tool(name):
 
 def _run(argv, env, what, timeout):
     try:
-        proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+        proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         raise LedgerUnavailable("%s did not finish in %ss" % (what, timeout))
     if proc.returncode != 0:
@@ -407,8 +407,9 @@ def take(url, backup_dir, timeout=30.0, prefix=BACKUP_PREFIX, path=None):
             payload_sha256=_sha256_file(payload),
             payload_bytes=os.path.getsize(payload),
         )
-        dest = path or os.path.join(backup_dir, "%s%s-g%d%s" % (prefix, now.strftime("%Y%m%dT%H%M%S.%fZ"),
-                                                                 meta["generation"], SUFFIX))
+        name = "%s%s-g%d%s" % (prefix, now.strftime("%Y%m%dT%H%M%S.%fZ"), meta["generation"], SUFFIX)
+        dest = os.path.abspath(path) if path else os.path.join(backup_dir, name)
+        _ensure_dir(os.path.dirname(dest))
         _write_tar(dest, meta, payload, PAYLOAD[dialect])
         meta["path"] = dest
         return meta
@@ -524,6 +525,64 @@ def _aside_unreadable_sqlite(path, stamp):
     return moved
 
 
+# The order objects are made in: data before the indexes and triggers over it (a trigger made
+# first would fire for every copied row), views last.
+_SQLITE_ORDER = {"table": 0, "index": 1, "trigger": 2, "view": 3}
+
+
+def _install_sqlite_live(path, source, expect_generation, timeout):
+    """Replace every object and row of the live ledger by the checked copy ``source``, in one transaction.
+
+    The transaction holds the ledger's write lock (BEGIN IMMEDIATE, as every ledger writer
+    does): other processes that have the ledger open see the old content or the new, a crash
+    leaves the old (WAL), and a write that landed since the previous ledger was kept aside
+    (its generation moved) makes the restore fail before anything changed.
+    """
+    conn = _sqlite_open(path, timeout)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA foreign_keys = OFF")  # rows are copied table by table; the copy was checked whole
+        conn.execute("ATTACH DATABASE ? AS restored", (source,))
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise LedgerUnavailable("the ledger %s stayed locked for %ss: %s" % (path, timeout, exc))
+        try:
+            now = conn.execute("SELECT value FROM main.ledger_meta WHERE key = 'generation'").fetchone()
+            if now is None or int(now[0]) != int(expect_generation):
+                raise Conflict("the ledger changed while it was being restored (another job wrote to it): "
+                               "nothing was restored; stop the other jobs and run the restore again")
+            old = conn.execute("SELECT type, name FROM main.sqlite_master WHERE name NOT LIKE 'sqlite_%' "
+                               "AND type IN ('view', 'trigger', 'table')").fetchall()
+            for kind, name in sorted(old, key=lambda o: -_SQLITE_ORDER[o[0]]):
+                # a table's indexes and triggers go with it
+                conn.execute('DROP %s IF EXISTS main."%s"' % (kind.upper(), name.replace('"', '""')))
+            new = conn.execute("SELECT type, name, tbl_name, sql FROM restored.sqlite_master "
+                               "WHERE sql IS NOT NULL AND name NOT LIKE 'sqlite_%'").fetchall()
+            for kind, name, _table, sql in sorted(new, key=lambda o: _SQLITE_ORDER.get(o[0], 9)):
+                conn.execute(sql)  # unqualified: made in main
+                if kind == "table":
+                    quoted = '"%s"' % name.replace('"', '""')
+                    conn.execute("INSERT INTO main.%s SELECT * FROM restored.%s" % (quoted, quoted))
+            if conn.execute("SELECT count(*) FROM restored.sqlite_master WHERE name = 'sqlite_sequence'").fetchone()[0]:
+                conn.execute("DELETE FROM main.sqlite_sequence")
+                conn.execute("INSERT INTO main.sqlite_sequence SELECT * FROM restored.sqlite_sequence")
+            problems = conn.execute("PRAGMA main.foreign_key_check").fetchall()
+            if problems:
+                raise CorruptBackup("the backup's rows break the ledger's references (%s): nothing was restored"
+                                    % ", ".join(str(p[0]) for p in problems[:5]))
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            raise
+        conn.execute("DETACH DATABASE restored")
+    finally:
+        conn.close()
+
+
 def _restore_sqlite(path, payload, target, live, timeout):
     directory = os.path.dirname(os.path.abspath(path))
     _ensure_dir(directory)
@@ -542,19 +601,8 @@ def _restore_sqlite(path, payload, target, live, timeout):
             conn.close()
         _fsync_file(tmp)
         if isinstance(live, dict):
-            # One backup step into the live ledger: a single write transaction under its lock.
-            src = sqlite3.connect(tmp, isolation_level=None)
-            try:
-                dst = _sqlite_open(path, timeout)
-                try:
-                    dst.execute("PRAGMA journal_mode = WAL")
-                    src.backup(dst, pages=-1)
-                    dst.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                finally:
-                    dst.close()
-            finally:
-                src.close()
-            method = "sqlite backup into the live ledger"
+            _install_sqlite_live(path, tmp, live["generation"], timeout)
+            method = "one transaction in the live ledger"
         else:
             # No ledger (or leftovers of one): nothing may pair an old WAL with the new file.
             for suffix in ("-wal", "-shm", "-journal"):
@@ -638,8 +686,10 @@ def restore(url, path, backup_dir, timeout=30.0, min_generation=0, check_mode=Fa
     ledger), ``previous`` (where the replaced ledger was kept) and ``method``.
     """
     dialect = "postgresql" if db.is_postgres_url(url) else "sqlite"
-    _ensure_dir(backup_dir)
-    work = tempfile.mkdtemp(prefix=".verify-", dir=backup_dir)
+    if not check_mode:
+        _ensure_dir(backup_dir)
+    # the checked copy is as large as the ledger: beside the backups, not in a tmpfs /tmp
+    work = tempfile.mkdtemp(prefix=".verify-", dir=backup_dir if os.path.isdir(backup_dir) else None)
     try:
         meta, payload = verify(path, work)
         if meta["dialect"] != dialect:
