@@ -21,7 +21,7 @@ description:
     knows, or one of the other backend, with nothing changed. It then keeps the ledger it replaces aside
     (C(pre-restore-<stamp>-g<generation>.tar) in O(backup_dir), restorable the same way), and installs the backup
     atomically; SQLite through a checked, fsynced temporary file in the ledger's directory (renamed into place when there is no
-    ledger, copied into the live ledger in one transaction under its lock when there is one); PostgreSQL in one
+    readable ledger, copied into the live ledger in one transaction under its write lock when there is one); PostgreSQL in one
     C(psql --single-transaction) that holds the ledger's write lock.
   - The restored ledger's generation is the backup's, moved past the generation of the ledger it replaces and past
     O(min_generation) when they are not lower, so cluster controllers (which refuse an older generation than the one they
@@ -149,7 +149,7 @@ before:
   returned: when O(operation=restore)
   type: dict
 method:
-  description: How the backup was installed (V(rename), V(sqlite backup into the live ledger), V(psql --single-transaction)).
+  description: How the backup was installed (V(rename), V(one transaction in the live ledger), V(psql --single-transaction)).
   returned: when a restore changed the ledger
   type: str
 pruned:

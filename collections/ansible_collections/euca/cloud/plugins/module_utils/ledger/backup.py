@@ -19,13 +19,13 @@ schema version not newer than this collection's, SQLite integrity and row digest
 content atomically:
 
 - SQLite: the backup is rebuilt in a temporary file in the ledger's directory, checked,
-  fsynced; a missing or unreadable ledger is replaced by ``rename()``, a live one by one
-  SQLite backup step from that file into it (one write transaction under the ledger's own
-  lock: other processes that hold the ledger open see the old or the new content, never a
-  mix, and a crash leaves the old one; renaming over a WAL database that others have open
-  would pair their WAL with the new file).
+  fsynced; a missing or unreadable ledger is replaced by ``rename()`` (after its stray
+  WAL/SHM files are gone), a live one in one transaction that holds the ledger's write lock
+  and copies that file's objects and rows into it (other processes that hold the ledger open
+  see the old or the new content, never a mix, and a crash leaves the old one; renaming over
+  a WAL database that others have open would pair their WAL with the new file).
 - PostgreSQL: one ``psql --single-transaction`` that takes the ledger's write lock, drops
-  the ledger's tables and loads the dump; the row digest is checked afterwards.
+  every object of the ledger's schema and loads the dump; the row digest is checked afterwards.
 
 The restored ledger's generation is never lower than the backup's, than that of the
 ledger it replaces, or than ``min_generation`` (the highest generation the data plane has
