@@ -6,12 +6,11 @@ DHCP client; an outside namespace sits on the public side. Then: a second run ch
 nothing, a ledger change is applied, and a CC wiped clean is rebuilt from the ledger alone.
 """
 
-import os
-import textwrap
 import time
 
 import pytest
 
+from harness.minicloud import attach_instance, inventory, serve, tcp
 from harness.runner import REPO_ROOT, run_playbook
 
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import addresses, cloud, db, groups, images, instances
@@ -19,19 +18,6 @@ from ansible_collections.euca.cloud.plugins.module_utils.ledger import addresses
 PLAYBOOK = REPO_ROOT / "playbooks" / "network.yml"
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
-
-UDHCPC_SCRIPT = """#!/bin/sh
-# busybox udhcpc hook: configure the lease like a guest would
-case "$1" in
-  bound|renew)
-    ip addr flush dev "$interface"
-    ip addr add "$ip/$mask" dev "$interface"
-    [ -n "$router" ] && ip route replace default via "${router%% *}"
-    echo "$ip" > "$LEASE_FILE"
-    ;;
-esac
-exit 0
-"""
 
 
 def build_ledger(path):
@@ -52,58 +38,6 @@ def build_ledger(path):
     return web, dbs
 
 
-def inventory(tmp_path, ledger, cc_ns):
-    text = textwrap.dedent("""\
-        all:
-          vars:
-            ansible_connection: local
-            ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
-            euca_ledger: {ledger}
-            euca_cluster: cluster_a
-            euca_namespace: {ns}
-            euca_public_interface: pub
-            euca_dhcp_state_dir: {state}
-            euca_dhcp_user: root
-          children:
-            clc: {{hosts: {{cc1: }}}}
-            cluster_a:
-              children:
-                cc: {{hosts: {{cc1: }}}}
-                nc: {{hosts: {{cc1: }}}}
-        """).format(ledger=ledger, ns=cc_ns, state=tmp_path / "dhcp")
-    path = tmp_path / "hosts.yml"
-    path.write_text(text)
-    return str(path)
-
-
-def attach_instance(netns, cc, instance, tmp_path, index):
-    """A namespace standing for the instance, on its segment's bridge, leased by udhcpc."""
-    ns = netns()
-    host_end = "eut-i%d" % index
-    cc.ip("link", "add", host_end, "type", "veth", "peer", "name", "eth0", "netns", ns.name)
-    segment = {"web": 100, "db": 101}[instance["group"]]
-    cc.ip("link", "set", host_end, "master", "eubr-%d" % segment, "up")
-    ns.ip("link", "set", "eth0", "address", instance["mac"], "up")
-    script = tmp_path / "udhcpc.sh"
-    script.write_text(UDHCPC_SCRIPT)
-    os.chmod(script, 0o755)
-    lease = tmp_path / ("lease-%d" % index)
-    ns.run("env", "LEASE_FILE=%s" % lease, "busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-t", "5", "-T", "1",
-           "-s", str(script), timeout=30)
-    return ns, lease.read_text().strip()
-
-
-def tcp(ns, address, port, timeout=3):
-    """What a TCP server at address:port answers (None when nothing does)."""
-    out = ns.run("socat", "-T", str(timeout), "-u", "TCP:%s:%d,connect-timeout=%d" % (address, port, timeout), "-",
-                 check=False, timeout=timeout + 10)
-    return out.stdout.strip() if out.returncode == 0 else None
-
-
-def serve(ns, port, reply):
-    ns.spawn(["socat", "TCP-LISTEN:%d,fork,reuseaddr" % port, "SYSTEM:echo %s" % reply])
-
-
 def test_network_converges_from_the_ledger(netns, tmp_path):
     ledger = str(tmp_path / "ledger.sqlite")
     web, dbs = build_ledger(ledger)
@@ -119,7 +53,7 @@ def test_network_converges_from_the_ledger(netns, tmp_path):
 
     vms = {}
     for index, instance in enumerate(web + dbs):
-        ns, leased = attach_instance(netns, cc, instance, tmp_path, index)
+        ns, leased = attach_instance(netns, cc, instance, tmp_path, index, {"web": 100, "db": 101}[instance["group"]])
         assert leased == instance["private_ip"], "DHCP gave %s, the ledger says %s" % (leased, instance["private_ip"])
         vms[instance["id"]] = (ns, instance)
     web0, web1, db0 = (vms[web[0]["id"]][0], vms[web[1]["id"]][0], vms[dbs[0]["id"]][0])

@@ -142,7 +142,7 @@ class ConfigModule(EucaModule):
             resource, self.params["config"], self.params["state"], check_mode=self.check_mode,
             generation=self.params.get("generation"), contain=self.params.get("on_invalid") == "skip",
         )
-        for problem in outcome.get("skipped") or []:
+        for problem in outcome.get("left_out") or []:
             self.ansible.warn("left out, the rest was applied: %s" % problem["reason"])
         if self.ansible._diff and outcome["changed"]:
             # Ansible renders dict diffs, not list ones: key the items. Only the items that

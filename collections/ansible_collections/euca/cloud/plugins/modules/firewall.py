@@ -26,7 +26,7 @@ description:
   - The ledger generation applied is recorded in the ruleset; applying an older O(generation) fails. A second run
     with the same state changes nothing; a ruleset that was flushed or altered is loaded again.
   - Everything is validated before anything is applied. With O(on_invalid=skip) (what C(playbooks/network.yml) uses)
-    a rule or group that cannot be applied is left out and named in RV(skipped) while every other group is
+    a rule or group that cannot be applied is left out and named in RV(left_out) while every other group is
     converged, so one tenant's bad record never stops the rest of the cloud from converging.
   - Rules have EC2's semantics, defined once for the ledger and the filter (C(module_utils/model/rules.py)), so the
     ledger (M(euca.cloud.security_group)) refuses at entry every rule this module would refuse, with the same
@@ -97,7 +97,7 @@ options:
       - What to do with a group or rule in O(config) that cannot be applied (a port out of range, a bad CIDR or
         name, an unknown source group, an overlapping subnet).
       - V(fail) refuses the whole run before anything changes.
-      - V(skip) leaves it out, converges everything else, warns, and names what it left out in RV(skipped); a group
+      - V(skip) leaves it out, converges everything else, warns, and names what it left out in RV(left_out); a group
         left out as a whole keeps the rules it has now. Only with O(state=merged) or O(state=overridden).
     type: str
     choices: [fail, skip]
@@ -178,7 +178,7 @@ generation:
   returned: unless state is rendered
   type: int
   sample: 42
-skipped:
+left_out:
   description:
     - What was left out with O(on_invalid=skip), one item per group or rule, with the reason; empty when everything
       was applied.

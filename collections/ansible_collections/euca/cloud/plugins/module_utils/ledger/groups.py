@@ -65,6 +65,26 @@ def normalize_rule(txn, group, rule):
     return dict(normal, cidr=normal["cidr"] or "", source_group=normal["source_group"] or "")
 
 
+def _stored_as_given(have, rule):
+    """The stored rule whose fields are exactly ``rule``'s (ports text read as from-to), or None."""
+    if not isinstance(rule, dict):
+        return None
+    low, high = rule.get("from_port"), rule.get("to_port")
+    if rule.get("ports") not in (None, ""):
+        try:
+            low, high = model_rules.parse_ports(rule.get("protocol"), rule["ports"])
+        except InvalidInput:
+            return None
+    if high is None:
+        high = low
+    protocol = str(rule.get("protocol") or "tcp").strip().lower()
+    wanted = (protocol, low, high, rule.get("cidr") or "", rule.get("source_group") or "")
+    for key, stored in have.items():
+        if key == wanted:
+            return stored
+    return None
+
+
 def _allocate_segment(txn, conf, requested):
     low, high = settings.segment_range(conf)
     mode = conf["network_mode"]
@@ -183,7 +203,14 @@ def ensure_group(txn, name, state="present", description=None, rules=None, purge
     if revoke_rules:
         have = _stored_rules(txn, name)
         for rule in revoke_rules:
-            normal = normalize_rule(txn, name, rule)
+            try:
+                normal = normalize_rule(txn, name, rule)
+            except InvalidInput:
+                # a record the model refuses can only have been written behind the API (or by an
+                # older release): revoking it by its stored fields is how an operator removes it
+                normal = _stored_as_given(have, rule)
+                if normal is None:
+                    raise
             if have.pop(model_rules.key(normal), None) is not None:
                 _delete_rule(txn, name, normal)
                 changed = True

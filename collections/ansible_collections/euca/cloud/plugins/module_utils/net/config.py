@@ -143,7 +143,7 @@ def converge(resource, config, state, check_mode=False, generation=None, contain
     ``generations`` refuses it when an newer generation is already applied.
 
     ``contain``: what cannot be applied (a bad item, or part of one) is left out and named in
-    the result's ``skipped``; everything else is applied (one tenant's bad record never stops
+    the result's ``left_out``; everything else is applied (one tenant's bad record never stops
     the rest of the cloud from converging). Without it, bad input is refused before anything
     changes.
     """
@@ -186,7 +186,7 @@ def converge(resource, config, state, check_mode=False, generation=None, contain
     if resource.generations:
         result["generation"] = generation
     if contain:
-        result["skipped"] = problems
+        result["left_out"] = problems
     if plan and not check_mode:
         resource.apply(plan, after, generation)
     return result
