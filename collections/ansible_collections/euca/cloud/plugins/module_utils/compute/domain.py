@@ -22,18 +22,17 @@ __metaclass__ = type
 
 import hashlib
 import os
-import re
 import xml.etree.ElementTree as ET
 
 from ansible_collections.euca.cloud.plugins.module_utils.compute import volumes
 from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidInput
+from ansible_collections.euca.cloud.plugins.module_utils.model import names
 
 XMLNS = "https://euca.cloud/xmlns/instance/1"
 ET.register_namespace("euca", XMLNS)
 ROOT_ALIAS = "ua-euca-root"
 SEED_ALIAS = "ua-euca-seed"
-NAME_RE = re.compile(r"^i-[0-9a-f]{8}$")
-MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+NAME_RE = names.id_pattern("instance")
 PROFILES = ("linux", "windows")
 VIRT_TYPES = ("qemu", "kvm")
 
@@ -54,12 +53,7 @@ def port_name(name, index):
 
 def check_mac(mac):
     """A unicast MAC in lower case, or InvalidInput."""
-    value = str(mac).lower()
-    if not MAC_RE.match(value):
-        raise InvalidInput("%r is not a MAC address (six colon-separated hex pairs, e.g. d0:0d:0a:80:00:02)" % (mac,))
-    if int(value[:2], 16) & 1:
-        raise InvalidInput("MAC %s is a multicast address; an instance NIC needs a unicast one" % value)
-    return value
+    return names.check_unicast_mac(str(mac))
 
 
 def seed_digest(meta_data, user_data):

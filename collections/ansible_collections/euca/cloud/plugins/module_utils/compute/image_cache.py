@@ -38,8 +38,9 @@ import time
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput, NotFound
+from ansible_collections.euca.cloud.plugins.module_utils.model import names
 
-ID_RE = re.compile(r"^(emi|eki|eri)-[0-9a-f]{8}$")
+ID_RE = names.id_pattern(*names.IMAGE_KINDS)
 CHECKSUM_RE = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
 CHUNK = 1 << 20
 UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1000, "kib": 1 << 10, "m": 1 << 20, "mb": 1000 ** 2, "mib": 1 << 20,

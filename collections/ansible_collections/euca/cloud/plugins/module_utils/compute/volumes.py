@@ -23,26 +23,19 @@ import re
 import xml.etree.ElementTree as ET
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidInput
+from ansible_collections.euca.cloud.plugins.module_utils.model import names
 
 ALIAS_PREFIX = "ua-vol-"
-VOLUME_RE = re.compile(r"^vol-[0-9a-f]{8}$")
-DEVICE_RE = re.compile(r"^(/dev/)?(vd[b-y])$")
 PROTOCOLS = ("iscsi", "file", "block", "aoe")
 
 
 def check_volume(volume):
-    if not isinstance(volume, str) or not VOLUME_RE.match(volume):
-        raise InvalidInput("%r is not a volume id (vol- and 8 hex digits)" % (volume,))
-    return volume
+    return names.check_id("volume", volume, "volume")
 
 
 def check_device(device):
     """``/dev/vdc`` or ``vdc`` as libvirt's target name ``vdc`` (vda is the root disk, vdz the seed)."""
-    match = DEVICE_RE.match(str(device or ""))
-    if not match:
-        raise InvalidInput("device %r must be one of /dev/vdb../dev/vdy (vda is the root disk, vdz the seed)"
-                           % (device,))
-    return match.group(2)
+    return names.device_target(device)
 
 
 def check_source(source):

@@ -17,9 +17,10 @@ from ansible_collections.euca.cloud.plugins.module_utils.ledger import ids
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.cloud import get_cluster
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.instances import get_instance
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.schema import now
+from ansible_collections.euca.cloud.plugins.module_utils.model import names
 
 # vda is the root disk and vdz the NoCloud seed (compute/domain.py)
-DEVICES = ["/dev/vd%s" % letter for letter in "bcdefghijklmnopqrstuvwxy"]
+DEVICES = names.VOLUME_DEVICES
 
 
 def view(txn, row):
@@ -140,8 +141,7 @@ def ensure_attachment(txn, volume, instance=None, device=None, state="attached")
         raise Conflict("volume %s is in cluster %s but instance %s runs in %s" % (row["id"], row["cluster"], instance, target["cluster"]))
     used = set(r["device"] for r in txn.rows("SELECT device FROM attachments WHERE instance_id = ?", instance))
     if device:
-        if device not in DEVICES:
-            raise InvalidInput("device %r must be one of /dev/vdb../dev/vdy" % device)
+        device = names.check_device(device)
         if device in used:
             holder = txn.value("SELECT volume_id FROM attachments WHERE instance_id = ? AND device = ?", instance, device)
             raise Conflict("instance %s already has volume %s as %s" % (instance, holder, device))

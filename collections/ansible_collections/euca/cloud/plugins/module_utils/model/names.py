@@ -123,3 +123,34 @@ def check_ifname(value, what):
             "%s %r is not a usable interface name (1-%d characters: letters, digits, '_', '-', '.')"
             % (what, value, IFNAMSIZ))
     return text
+
+
+def check_unicast_mac(value, what="MAC"):
+    """An instance NIC's MAC, canonical; InvalidInput for a malformed or multicast one."""
+    if not isinstance(value, str) or not MAC_RE.match(value.lower()):
+        raise InvalidInput("%r is not a MAC address (six colon-separated hex pairs, e.g. d0:0d:0a:80:00:02)" % (value,))
+    value = value.lower()
+    if int(value[:2], 16) & 1:
+        raise InvalidInput("%s %s is a multicast address; an instance NIC needs a unicast one" % (what, value))
+    return value
+
+
+# ------------------------------------------------------------------ block devices
+#: vda is an instance's root disk and vdz its NoCloud seed; volumes take the rest
+ROOT_DEVICE, SEED_DEVICE = "vda", "vdz"
+VOLUME_DEVICES = ["/dev/vd%s" % letter for letter in "bcdefghijklmnopqrstuvwxy"]
+_DEVICE_RE = re.compile(r"^(/dev/)?(vd[b-y])$")
+
+
+def device_target(device):
+    """``/dev/vdc`` or ``vdc`` as libvirt's target name ``vdc``; InvalidInput for any other name."""
+    match = _DEVICE_RE.match(str(device or ""))
+    if not match:
+        raise InvalidInput("device %r must be one of /dev/vdb../dev/vdy (vda is the root disk, vdz the seed)"
+                           % (device,))
+    return match.group(2)
+
+
+def check_device(device):
+    """A volume's device name in the ledger's form (``/dev/vdc``); InvalidInput otherwise."""
+    return "/dev/" + device_target(device)

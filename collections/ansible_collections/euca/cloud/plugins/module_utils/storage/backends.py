@@ -20,13 +20,13 @@ __metaclass__ = type
 
 import errno
 import os
-import re
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import EucaError, InvalidInput
+from ansible_collections.euca.cloud.plugins.module_utils.model import names
 from ansible_collections.euca.cloud.plugins.module_utils.process import run
 
 GIB = 1 << 30
-NAME_RE = re.compile(r"^(vol|snap)-[0-9a-f]{8}$")
+NAME_RE = names.id_pattern("volume", "snapshot")
 
 
 class StorageFailed(EucaError):
