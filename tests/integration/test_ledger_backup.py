@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, InvalidInput
+from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import backup, db, groups, instances, schema, slices
 from harness import ledger_load
 from harness.runner import REPO_ROOT, run_module, run_playbook
@@ -74,9 +74,13 @@ def test_backup_while_four_processes_allocate_is_consistent(request, ledger_url,
                for n in range(4)]
     taken = []
     try:
-        while len(taken) < 3 and any(p.poll() is None for p in workers):
-            time.sleep(0.3)
-            taken.append(backup.take(ledger_url, bdir, timeout=60))
+        # three backups, each once the workers have committed more since the last one
+        last, deadline = base, time.monotonic() + 300
+        while len(taken) < 3 and any(p.poll() is None for p in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            if snapshot(ledger_url)[0] > last:
+                taken.append(backup.take(ledger_url, bdir, timeout=60))
+                last = taken[-1]["generation"]
         outputs = [p.communicate(timeout=600) for p in workers]
     finally:
         for proc in workers:
@@ -132,6 +136,34 @@ def test_restore_brings_exactly_the_backup_back(seeded, tmp_path):
     # the ledger that was replaced comes back from where it was kept
     back = backup.restore(url, out["previous"], bdir)
     assert back["changed"] and snapshot(url)[1] == changed and snapshot(url)[0] == gen2 + 1
+
+
+def test_a_write_while_restoring_stops_the_restore_with_nothing_restored(seeded, tmp_path, monkeypatch):
+    """A job that writes after the replaced ledger was kept aside: the install, under the ledger's write lock,
+    sees the generation moved and restores nothing (the write is neither lost nor missing from the copy kept aside)."""
+    url, bdir = seeded, str(tmp_path / "backups")
+    made = backup.take(url, bdir)
+    with db.Ledger(url) as ledger:
+        with ledger.write() as txn:
+            groups.ensure_group(txn, "before-restore")
+    take = backup.take
+
+    def take_then_someone_writes(*args, **kwargs):
+        kept = take(*args, **kwargs)
+        with db.Ledger(url) as ledger:
+            with ledger.write() as txn:
+                groups.ensure_group(txn, "sneaked-in")
+        return kept
+
+    monkeypatch.setattr(backup, "take", take_then_someone_writes)
+    with pytest.raises(EucaError, match="the ledger changed while it was being restored"):
+        backup.restore(url, made["path"], bdir)
+    monkeypatch.undo()
+    after = snapshot(url)
+    assert [g["name"] for g in after[1]["security_groups"]] == ["before-restore", "load", "sneaked-in"]
+    # a second try, with nobody writing, restores
+    assert backup.restore(url, made["path"], bdir)["changed"]
+    assert "sneaked-in" not in [g["name"] for g in snapshot(url)[1]["security_groups"]]
 
 
 def damaged_pg_variants(good, tmp_path):

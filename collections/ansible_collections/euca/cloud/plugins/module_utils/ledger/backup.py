@@ -311,7 +311,10 @@ def _pg_current(url, timeout):
         try:
             if not conn.execute("SELECT to_regclass('ledger_meta') IS NOT NULL AS p").fetchone()["p"]:
                 return None
-            return describe(lambda sql: _rows_pg(conn, sql), "postgresql")
+            try:
+                return describe(lambda sql: _rows_pg(conn, sql), "postgresql")
+            except CorruptBackup:
+                return None  # the remains of a ledger: replaced whole, nothing to keep
         finally:
             conn.execute("ROLLBACK")
     finally:
@@ -713,13 +716,10 @@ def restore(url, path, backup_dir, timeout=30.0, min_generation=0, check_mode=Fa
         if isinstance(live, dict):
             aside = take(url, backup_dir, timeout=timeout, prefix=ASIDE_PREFIX)
             result["previous"] = aside["path"]
-            live_now = current(url, timeout)
-            if not isinstance(live_now, dict) or live_now["content_sha256"] != aside["content_sha256"] \
-                    or live_now["generation"] != aside["generation"]:
-                raise Conflict("the ledger changed while it was being restored (another job wrote to it): "
-                               "nothing was restored; stop the other jobs and run the restore again",
-                               previous=aside["path"])
-            live = live_now
+            # what is replaced is what was kept aside: the install re-checks this generation under
+            # the ledger's write lock and fails, with nothing restored, if a job wrote since
+            live = dict((k, aside[k]) for k in ("generation", "schema_version", "counts", "content_sha256"))
+            result["before"] = live
             target = target_generation(meta["generation"], live, min_generation)
             result["target_generation"] = target
             result["after"]["generation"] = target
