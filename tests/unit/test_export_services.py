@@ -52,6 +52,7 @@ def test_tgt_restore_script_recreates_the_target_as_gathered(tmp_path):
     assert not tgt.save("vol-0000000a", "iqn.2010-05.cloud.euca:vol-0000000a", target)  # unchanged
     script = (tmp_path / "socket.0.exports" / "vol-0000000a.sh").read_text()
     lines = [shlex.split(line) for line in script.splitlines() if not line.startswith("#")]
+    assert lines.pop(0) == ["set", "-e"]
     assert lines == [
         tgt.argv("--op", "new", "--mode", "target", "--tid", 4, "-T", "iqn.2010-05.cloud.euca:vol-0000000a"),
         tgt.argv("--op", "new", "--mode", "logicalunit", "--tid", 4, "--lun", 1, "-b", "/srv/v.img", "--bstype", "rdwr"),

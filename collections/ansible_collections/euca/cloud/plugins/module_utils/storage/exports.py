@@ -243,7 +243,8 @@ class Tgt:
                            "-b", lun["path"], "--bstype", lun["bstype"] or "rdwr")]
         steps += [self.argv("--op", "bind", "--mode", "target", "--tid", tid, *self._acl_args(entry))
                   for entry in sorted(target["acl"])]
-        return "".join(" ".join(shlex.quote(a) for a in step) + "\n" for step in steps)
+        # set -e: nothing is bound unless this script made the target (a tid taken since is left alone)
+        return "set -e\n" + "".join(" ".join(shlex.quote(a) for a in step) + "\n" for step in steps)
 
     def save(self, volume, name, target):
         """Keep the restore script of ``volume`` equal to ``target`` (None: remove it). True if it changed."""
