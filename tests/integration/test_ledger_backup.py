@@ -274,6 +274,7 @@ def test_playbooks_back_up_and_restore_a_ledger(seeded, tmp_path):
     res = check.task_result("Restore the ledger from the backup")
     assert res["changed"] and res["diff"]["before"]["generation"] == gen1
     assert res["diff"]["after"]["generation"] == gen1 + 1
+    assert shown(check, "Show what was restored").startswith("Would restore %s" % made["path"])
     assert snapshot(url)[0] == gen1 and sorted(os.listdir(bdir)) == [os.path.basename(made["path"])]
 
     restored = play("restore-ledger.yml", url, backup_dir=bdir)
