@@ -89,7 +89,14 @@ def terminate(txn, row, reason="terminated by request"):
 
 
 def launch(txn, name, group, image, instance_type, count, cluster=None, policy=None):
-    """Reserve ``count`` new pending instances; all or nothing."""
+    """Reserve ``count`` new pending instances; all or nothing.
+
+    The cost does not grow with the cloud: node capacity comes from node_load and the lowest
+    free addresses from the group's free list (ledger/allocator.py), each one indexed query.
+    """
+    # imported here: this function is the only user
+    from ansible_collections.euca.cloud.plugins.module_utils.ledger import allocator
+
     conf = settings.load(txn)
     need = resolve_type(conf, instance_type)
     group_row = groups.get_group(txn, group)
@@ -97,29 +104,42 @@ def launch(txn, name, group, image, instance_type, count, cluster=None, policy=N
     if cluster:
         get_cluster(txn, cluster)
     policy = policy or conf["scheduler"]
-    nodes = _candidates(txn, cluster)
+    subnet = addressing.parse_network(group_row["subnet"], "subnet")
+    # one query: the candidate nodes and the group's lowest free addresses
+    nodes, hosts = allocator.launch_plan(txn, group, subnet, count, cluster)
     placed, cursor = scheduler.place(nodes, need, count, policy, conf.get("roundrobin_cursor"))
     clusters = dict((n["name"], n["cluster"]) for n in nodes)
-    subnet = addressing.parse_network(group_row["subnet"], "subnet")
-    taken = set(r["private_ip"] for r in txn.rows(
-        "SELECT private_ip FROM instances WHERE group_name = ? AND state <> 'terminated'", group))
     reservation = ids.new_id(txn, "reservation")
     created = []
     stamp = now()
     # The generation this transaction commits as: orders launches even within one second.
     generation = txn.current_generation() + 1
     for index, node in enumerate(placed):
-        address = addressing.first_free_host(subnet, taken)
-        taken.add(str(address))
         instance_id = ids.new_id(txn, "instance")
-        txn.exec(
-            "INSERT INTO instances (id, name, reservation_id, launch_index, group_name, image_id, instance_type, cluster, "
-            "node, cores, memory_mb, disk_gb, private_ip, mac, state, reason, created_gen, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', '', ?, ?, ?)",
-            instance_id, name, reservation, index, group, image_row["id"], instance_type, clusters[node], node,
-            need["cores"], need["memory_mb"], need["disk_gb"], str(address), addressing.mac_for(address), generation, stamp, stamp,
-        )
-        created.append(get_instance(txn, instance_id))
+        for fresh in (False, True):
+            address = addressing.ipv4_text(hosts[index])
+            rows = txn.exec_rows(
+                "INSERT INTO instances (id, name, reservation_id, launch_index, group_name, image_id, instance_type, "
+                "cluster, node, cores, memory_mb, disk_gb, private_ip, mac, state, reason, created_gen, created_at, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', '', ?, ?, ?) "
+                "ON CONFLICT (private_ip) WHERE state <> 'terminated' DO NOTHING RETURNING *",
+                instance_id, name, reservation, index, group, image_row["id"], instance_type, clusters[node], node,
+                need["cores"], need["memory_mb"], need["disk_gb"], address, addressing.mac_for(address), generation,
+                stamp, stamp,
+            )
+            if rows:
+                created.append(rows[0])
+                break
+            if fresh:
+                holder = txn.row("SELECT id, group_name FROM instances WHERE private_ip = ? AND state <> 'terminated'",
+                                 address) or {}
+                raise Conflict(
+                    "private address %s in subnet %s of group %s is held by instance %s of group %s; terminate that "
+                    "instance" % (address, subnet, group, holder.get("id"), holder.get("group_name"))
+                )
+            # The bookkeeping offered an address a live instance holds (a row written behind its
+            # back): rebuild it and plan the rest of this reservation again.
+            hosts[index:] = allocator.plan_hosts(txn, group, subnet, len(placed) - index, fresh=True)
     if policy == "ROUNDROBIN" and cursor != conf.get("roundrobin_cursor"):
         settings.store(txn, "roundrobin_cursor", cursor)
     return created
@@ -336,8 +356,12 @@ def record_observations(txn, observations):
             # "stopping": an ACPI shutdown under way; the next poll records where it ends
         for name in sorted(set(domains) - placed):
             other = txn.row("SELECT state, node FROM instances WHERE id = ?", name)
-            ledger = "none" if other is None else ("terminated" if other["state"] == "terminated"
-                                                  else "placed on node %s" % other["node"])
+            if other is None:
+                ledger = "none"
+            elif other["state"] == "terminated":
+                ledger = "terminated"
+            else:
+                ledger = "placed on node %s" % other["node"]
             report["unknown"].append({"id": name, "node": node, "state": domains[name]["state"], "ledger": ledger})
     report["changed"] = bool(before)
     report["before"] = before
