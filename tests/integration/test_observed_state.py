@@ -6,7 +6,8 @@ directories and a private supervisord) with real QEMU guests:
   instances pending, no domain), and an instance whose kernel QEMU refuses is reserved beside them;
   reconcile.yml starts the two (ledger running, domains running), retries the third once and terminates it
   with EC2's Server.InternalError reason: its address and MAC are free again (the ledger, the CC's DHCP), no
-  domain or files are left; a second reconcile changes nothing;
+  domain or files are left; run-instances.yml itself does the same with such an instance; a second reconcile
+  changes nothing;
 - one domain powered off and one undefined behind the cloud's back: describe -e refresh=true records the
   first stopped (Client.UserInitiatedShutdown) and reports the second gone, changing no host; reconcile
   defines and starts the gone one again (restarted) and keeps the stopped one stopped;
@@ -160,6 +161,14 @@ def test_reconcile_records_what_the_node_reports(supervisor, guest_image, tmp_pa
         # the recording task warns, naming it and why
         warned = run.task_results("Record the observed states in the ledger")[-1].get("warnings", [])
         assert any(bad in w and "too old" in w for w in warned), warned
+
+        # the same failure within run-instances.yml: the run fails naming it, and leaves nothing behind either
+        doomed_run = play("run-instances.yml", instance_name="doomed", image="bad-image", group="web")
+        assert doomed_run.rc != 0 and "did not start" in doomed_run.stdout, doomed_run.stdout[-3000:]
+        (doomed,) = [i for i in instances().values() if i["name"] == "doomed"]
+        assert doomed["state"] == "terminated", doomed
+        assert doomed["reason"].startswith("Server.InternalError: the node did not start the instance: "), doomed
+        assert doomed["id"] not in domains() and doomed["mac"] not in dhcp_text()
 
         again, summary = reconcile()
         assert changed(again) == 0, again.stdout[-4000:]
