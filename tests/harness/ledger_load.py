@@ -5,7 +5,11 @@ per *committed* allocation (after the commit returned). Whatever a worker printe
 be in the ledger afterwards, whatever happened to the worker (kill -9 included).
 
     python tests/harness/ledger_load.py prepare URL
-    python tests/harness/ledger_load.py worker URL WORKER_ID COUNT [--eip-every N] [--launch-size K]
+    python tests/harness/ledger_load.py worker URL WORKER_ID COUNT [--eip-every N] [--launch-size K] [--wait-go]
+
+With ``--wait-go`` a worker opens its connection, prints ``ready`` and waits for a line on
+stdin before it allocates, so a benchmark can time the allocations alone (not the start of
+eight Python processes).
 """
 
 import argparse
@@ -27,7 +31,10 @@ GROUP = "load"
 
 
 def prepare(url, addresses_per_group=8192):
-    """A cloud with one huge node, one group with a large subnet, an image and the pool."""
+    """A cloud with one huge node, one group with a large subnet, an image and the pool.
+
+    ``addresses_per_group``: the group's subnet size (a power of two, at most 2**23 in 10/8).
+    """
     with db.Ledger(url) as ledger:
         with ledger.write() as txn:
             cloud.ensure_settings(txn, {"public_ips": PUBLIC_POOL, "private_network": "10.0.0.0/8",
@@ -38,13 +45,29 @@ def prepare(url, addresses_per_group=8192):
             groups.ensure_group(txn, GROUP)
 
 
-def worker(url, worker_id, count, eip_every=8, launch_size=1, out=None):
+def fill(url, count, batch=1000, label="fill"):
+    """Launch ``count`` live instances in the load group, ``batch`` per transaction."""
+    with db.Ledger(url, timeout=120) as ledger:
+        done = 0
+        while done < count:
+            size = min(batch, count - done)
+            with ledger.write() as txn:
+                instances.ensure_instances(txn, name="%s-%d" % (label, done), group=GROUP, image="load", count=size)
+            done += size
+
+
+def worker(url, worker_id, count, eip_every=8, launch_size=1, out=None, wait_go=False):
     """Allocate ``count`` times: every ``eip_every``-th an elastic IP, the rest instances.
 
-    Prints ``{"kind", "worker", "seq", "values"}`` after each commit.
+    Prints ``{"kind", "worker", "seq", "values"}`` after each commit. With ``wait_go``, first
+    prints ``ready`` once connected and waits for a line on stdin.
     """
     out = out or sys.stdout
     with db.Ledger(url, timeout=120) as ledger:
+        if wait_go:
+            out.write("ready\n")
+            out.flush()
+            sys.stdin.readline()
         for seq in range(count):
             label = "w%s-%d" % (worker_id, seq)
             with ledger.write() as txn:
@@ -72,11 +95,12 @@ def main(argv=None):
     w.add_argument("count", type=int)
     w.add_argument("--eip-every", type=int, default=8)
     w.add_argument("--launch-size", type=int, default=1)
+    w.add_argument("--wait-go", action="store_true")
     args = parser.parse_args(argv)
     if args.command == "prepare":
         prepare(args.url)
     else:
-        worker(args.url, args.worker_id, args.count, args.eip_every, args.launch_size)
+        worker(args.url, args.worker_id, args.count, args.eip_every, args.launch_size, wait_go=args.wait_go)
 
 
 if __name__ == "__main__":

@@ -24,16 +24,25 @@ def view(row):
     return {"public_ip": row["address"], "name": row["name"], "instance": row["instance_id"]}
 
 
+_INSERT = "INSERT INTO elastic_ips (address, name, instance_id, allocated_at) VALUES (?, ?, NULL, ?) RETURNING *"
+
+
 def allocate(txn, pool_addresses=None, name=None):
-    """Allocate the lowest free address of the pool; returns the new row."""
+    """Allocate the lowest free address of the pool; returns the new row.
+
+    ``pool_addresses``: the pool as addressing.pool_ranges gives it, or as a sorted list of
+    addresses (addressing.parse_pool); by default the cloud's public_ips.
+    """
     if pool_addresses is None:
-        pool_addresses = addressing.parse_pool(settings.load(txn)["public_ips"])
+        pool_addresses = addressing.pool_ranges(settings.load(txn)["public_ips"])
+    elif pool_addresses and not isinstance(pool_addresses[0], tuple):
+        pool_addresses = addressing.pool_ranges([str(a) for a in pool_addresses])
     if not pool_addresses:
         raise InvalidInput("the cloud has no public_ips pool: set public_ips with euca.cloud.cloud first")
-    taken = set(r["address"] for r in txn.rows("SELECT address FROM elastic_ips"))
-    address = str(addressing.first_free_in_pool(pool_addresses, taken))
-    txn.exec("INSERT INTO elastic_ips (address, name, instance_id, allocated_at) VALUES (?, ?, NULL, ?)", address, name, now())
-    return txn.row("SELECT * FROM elastic_ips WHERE address = ?", address)
+    # The allocated addresses are at most the pool's size (public addresses are few).
+    taken = set(addressing.ipv4_int(r["address"]) for r in txn.rows("SELECT address FROM elastic_ips"))
+    address = addressing.first_free_in_ranges(pool_addresses, taken)
+    return txn.exec_rows(_INSERT, address, name, now())[0]
 
 
 def _find(txn, public_ip, name, instance):
@@ -76,25 +85,24 @@ def ensure_address(txn, public_ip=None, name=None, instance=None, state="present
         if instance_row["state"] == "terminated":
             raise Conflict("instance %s is terminated; an elastic IP cannot be associated with it" % instance)
     changed = False
+    # whether ``found`` is still the row as stored (a row just inserted is returned whole)
+    current = False
     if not found:
-        conf = settings.load(txn)
-        pool = addressing.parse_pool(conf["public_ips"])
+        pool = addressing.pool_ranges(settings.load(txn)["public_ips"])
         if public_ip:
-            if public_ip not in set(str(a) for a in pool):
+            if not addressing.in_pool(pool, addressing.ipv4_int(public_ip)):
                 raise InvalidInput("public_ip %s is not in the cloud's public_ips pool" % public_ip)
-            txn.exec("INSERT INTO elastic_ips (address, name, instance_id, allocated_at) VALUES (?, ?, NULL, ?)",
-                     public_ip, name, now())
-            found = txn.row("SELECT * FROM elastic_ips WHERE address = ?", public_ip)
+            found = txn.exec_rows(_INSERT, public_ip, name, now())[0]
         else:
             found = allocate(txn, pool, name)
-        changed = True
+        changed = current = True
     elif name and found["name"] is None:
         txn.exec("UPDATE elastic_ips SET name = ? WHERE address = ?", name, found["address"])
         changed = True
 
     if state == "disassociated" and found["instance_id"]:
         txn.exec("UPDATE elastic_ips SET instance_id = NULL WHERE address = ?", found["address"])
-        changed = True
+        changed, current = True, False
     elif instance_row is not None and found["instance_id"] != instance:
         if found["instance_id"] and not allow_reassociation:
             raise Conflict(
@@ -105,6 +113,6 @@ def ensure_address(txn, public_ip=None, name=None, instance=None, state="present
         if other:
             raise Conflict("instance %s already has elastic IP %s; disassociate it first" % (instance, other["address"]))
         txn.exec("UPDATE elastic_ips SET instance_id = ? WHERE address = ?", instance, found["address"])
-        changed = True
-    after = view(txn.row("SELECT * FROM elastic_ips WHERE address = ?", found["address"]))
+        changed, current = True, False
+    after = view(found if current else txn.row("SELECT * FROM elastic_ips WHERE address = ?", found["address"]))
     return {"changed": changed, "before": before, "after": after, "address": after}

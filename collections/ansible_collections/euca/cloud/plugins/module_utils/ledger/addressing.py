@@ -126,6 +126,21 @@ def _ipv4_int(text):
     return struct.unpack("!I", socket.inet_aton(str(text)))[0]
 
 
+def ipv4_int(text):
+    """A dotted-quad address as an integer; None for anything else (a record written by hand)."""
+    try:
+        if text.count(".") != 3:
+            return None
+        return struct.unpack("!I", socket.inet_aton(text))[0]
+    except (AttributeError, TypeError, OSError, UnicodeError):
+        return None
+
+
+def ipv4_text(value):
+    """The dotted quad of an integer address."""
+    return socket.inet_ntoa(struct.pack("!I", value))
+
+
 def first_free_host(subnet, taken):
     """Lowest free instance address: not the network, the gateway or the broadcast address."""
     require_netaddr()
@@ -144,6 +159,50 @@ def mac_for(ip):
     packed = int(netaddr.IPAddress(ip))
     octets = [(packed >> shift) & 0xFF for shift in (24, 16, 8, 0)]
     return MAC_PREFIX + ":" + ":".join("%02x" % o for o in octets)
+
+
+# Pools as sorted integer ranges, by their settings text: parsing a pool with netaddr costs a
+# millisecond or more, and an allocation needs only its ranges.
+_POOL_RANGES = {}
+
+
+def pool_ranges(entries):
+    """The pool as a sorted tuple of ``(first, last)`` integer ranges (merged), cached."""
+    key = tuple(entries) if isinstance(entries, (list, tuple)) else entries
+    try:
+        return _POOL_RANGES[key]
+    except (KeyError, TypeError):
+        pass
+    ranges = tuple((r.first, r.last) for r in pool_set(entries).iter_ipranges())
+    try:
+        if len(_POOL_RANGES) > 64:
+            _POOL_RANGES.clear()
+        _POOL_RANGES[key] = ranges
+    except TypeError:  # an unhashable entry: nothing cached
+        pass
+    return ranges
+
+
+def pool_size(ranges):
+    """How many addresses the ranges of pool_ranges hold."""
+    return sum(last - first + 1 for first, last in ranges)
+
+
+def in_pool(ranges, value):
+    """Whether the integer address ``value`` is in the ranges of pool_ranges."""
+    return any(first <= value <= last for first, last in ranges)
+
+
+def first_free_in_ranges(ranges, taken, what="public_ips"):
+    """Lowest address of the pool's ranges not in ``taken`` (a set of integers), as text."""
+    for first, last in ranges:
+        for value in range(first, last + 1):
+            if value not in taken:
+                return ipv4_text(value)
+    raise Exhausted(
+        "%s pool is exhausted: all %d addresses are allocated; release addresses or add ranges to public_ips"
+        % (what, pool_size(ranges))
+    )
 
 
 def first_free_in_pool(pool_addresses, taken, what="public_ips"):

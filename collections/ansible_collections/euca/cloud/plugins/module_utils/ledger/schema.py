@@ -6,7 +6,9 @@
 ``MIGRATIONS`` is append-only: a released step is never edited, a change is a new step.
 Each step runs inside the write lock, in the same transaction that records it, so two
 hosts opening a new ledger at once cannot both apply it and a crash mid-way leaves the
-previous version intact. The DDL is written to mean the same on SQLite and PostgreSQL.
+previous version intact. The DDL is written to mean the same on SQLite and PostgreSQL; a
+statement that cannot be is a ``{"sqlite": ..., "postgresql": ...}`` dict (triggers; a dialect
+left out has nothing to run).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,6 +18,135 @@ __metaclass__ = type
 import datetime
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import LedgerUnavailable
+
+# The helpers below write the SQL of migration 2: like the steps, they are never edited.
+
+
+def _sqlite_host(ip):
+    """SQLite expression: the dotted quad ``ip`` as an integer (NULL stays NULL; junk gives junk)."""
+    rest1 = "substr(%s, instr(%s, '.') + 1)" % (ip, ip)
+    rest2 = "substr(%s, instr(%s, '.') + 1)" % (rest1, rest1)
+    octets = ["substr(%s, 1, instr(%s, '.') - 1)" % (part, part) for part in (ip, rest1, rest2)]
+    octets.append("substr(%s, instr(%s, '.') + 1)" % (rest2, rest2))
+    a, b, c, d = ("CAST(%s AS INTEGER)" % o for o in octets)
+    return "(((%s * 256 + %s) * 256 + %s) * 256 + %s)" % (a, b, c, d)
+
+
+def _owner(host):
+    """SQL condition on group_addresses: the row whose subnet holds ``host`` (subnets never overlap,
+    so it is the one with the highest first_host at or below it; an indexed lookup)."""
+    return ("first_host = (SELECT MAX(first_host) FROM group_addresses WHERE first_host <= {h}) "
+            "AND last_host >= {h}").format(h=host)
+
+
+def _sqlite_release(row):
+    """SQLite trigger statements: the live instance ``row`` (OLD) gives back its load and address.
+
+    The address goes back to the group whose subnet holds it (whichever group the instance
+    is in: a row written by hand may sit in another group's subnet).
+    """
+    host = _sqlite_host("%s.private_ip" % row)
+    live = "%s.state <> 'terminated'" % row
+    return (
+        "UPDATE node_load SET cores = cores - {r}.cores, memory_mb = memory_mb - {r}.memory_mb, "
+        "disk_gb = disk_gb - {r}.disk_gb, instances = instances - 1 WHERE node = {r}.node AND {live};\n"
+        "INSERT INTO free_addresses (group_name, host) SELECT group_name, {h} FROM group_addresses "
+        "WHERE {owner} AND next_host > {h} AND {live} ON CONFLICT DO NOTHING;\n"
+    ).format(r=row, h=host, live=live, owner=_owner(host))
+
+
+def _sqlite_take(row):
+    """SQLite trigger statements: the live instance ``row`` (NEW) holds its load and address."""
+    host = _sqlite_host("%s.private_ip" % row)
+    live = "%s.state <> 'terminated'" % row
+    return (
+        "INSERT INTO node_load (node, cores, memory_mb, disk_gb, instances) "
+        "SELECT {r}.node, {r}.cores, {r}.memory_mb, {r}.disk_gb, 1 WHERE {r}.node IS NOT NULL AND {live} "
+        "ON CONFLICT (node) DO UPDATE SET cores = cores + excluded.cores, memory_mb = memory_mb + excluded.memory_mb, "
+        "disk_gb = disk_gb + excluded.disk_gb, instances = instances + 1;\n"
+        "DELETE FROM free_addresses WHERE host = {h} AND {live};\n"
+        # an address above the cursor taken behind the allocator's back: the gap below it is
+        # unknown, so the group's bookkeeping goes and the next launch rebuilds it
+        "DELETE FROM group_addresses WHERE {owner} AND next_host < {h} AND {live};\n"
+        "UPDATE group_addresses SET next_host = next_host + 1 WHERE {owner} AND next_host = {h} AND {live};\n"
+    ).format(r=row, h=host, live=live, owner=_owner(host))
+
+
+# Only a change of what the bookkeeping counts fires the update triggers.
+_SQLITE_CHANGED = ("(OLD.state = 'terminated') IS NOT (NEW.state = 'terminated') OR OLD.node IS NOT NEW.node "
+                   "OR OLD.cores IS NOT NEW.cores OR OLD.memory_mb IS NOT NEW.memory_mb OR OLD.disk_gb IS NOT NEW.disk_gb "
+                   "OR OLD.private_ip IS NOT NEW.private_ip OR OLD.group_name IS NOT NEW.group_name")
+_PG_CHANGED = _SQLITE_CHANGED.replace(" IS NOT ", " IS DISTINCT FROM ")
+_WATCHED = "state, node, cores, memory_mb, disk_gb, private_ip, group_name"
+
+_PG_HOST_FUNCTION = r"""CREATE FUNCTION euca_ip_host(ip TEXT) RETURNS BIGINT LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE WHEN ip ~ '^[0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}[.][0-9]{1,3}$' THEN
+        split_part(ip, '.', 1)::BIGINT * 16777216 + split_part(ip, '.', 2)::BIGINT * 65536
+        + split_part(ip, '.', 3)::BIGINT * 256 + split_part(ip, '.', 4)::BIGINT END
+$$"""
+
+_PG_BOOKKEEPING_FUNCTION = """CREATE FUNCTION euca_instance_bookkeeping() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    h BIGINT;
+    grp TEXT;
+BEGIN
+    IF TG_OP <> 'INSERT' AND OLD.state <> 'terminated' THEN
+        IF OLD.node IS NOT NULL THEN
+            UPDATE node_load SET cores = cores - OLD.cores, memory_mb = memory_mb - OLD.memory_mb,
+                disk_gb = disk_gb - OLD.disk_gb, instances = instances - 1 WHERE node = OLD.node;
+        END IF;
+        h := euca_ip_host(OLD.private_ip);
+        IF h IS NOT NULL THEN
+            INSERT INTO free_addresses (group_name, host) SELECT group_name, h FROM group_addresses
+                WHERE """ + _owner("h") + """ AND next_host > h ON CONFLICT DO NOTHING;
+        END IF;
+    END IF;
+    IF TG_OP <> 'DELETE' AND NEW.state <> 'terminated' THEN
+        IF NEW.node IS NOT NULL THEN
+            INSERT INTO node_load (node, cores, memory_mb, disk_gb, instances)
+                VALUES (NEW.node, NEW.cores, NEW.memory_mb, NEW.disk_gb, 1)
+                ON CONFLICT (node) DO UPDATE SET cores = node_load.cores + EXCLUDED.cores,
+                    memory_mb = node_load.memory_mb + EXCLUDED.memory_mb,
+                    disk_gb = node_load.disk_gb + EXCLUDED.disk_gb, instances = node_load.instances + 1;
+        END IF;
+        h := euca_ip_host(NEW.private_ip);
+        IF h IS NOT NULL THEN
+            DELETE FROM free_addresses WHERE host = h;
+            SELECT group_name INTO grp FROM group_addresses WHERE """ + _owner("h") + """;
+            IF grp IS NOT NULL THEN
+                DELETE FROM group_addresses WHERE group_name = grp AND next_host < h;
+                UPDATE group_addresses SET next_host = next_host + 1 WHERE group_name = grp AND next_host = h;
+            END IF;
+        END IF;
+    END IF;
+    RETURN NULL;
+END
+$$"""
+
+_BOOKKEEPING_TRIGGERS = [
+    # PostgreSQL runs trigger bodies as functions; SQLite has none to create.
+    {"postgresql": _PG_HOST_FUNCTION},
+    {"postgresql": _PG_BOOKKEEPING_FUNCTION},
+    {
+        "sqlite": "CREATE TRIGGER instances_bookkeeping_insert AFTER INSERT ON instances "
+                  "WHEN NEW.state <> 'terminated' BEGIN\n" + _sqlite_take("NEW") + "END",
+        "postgresql": "CREATE TRIGGER instances_bookkeeping_insert AFTER INSERT ON instances FOR EACH ROW "
+                      "WHEN (NEW.state <> 'terminated') EXECUTE PROCEDURE euca_instance_bookkeeping()",
+    },
+    {
+        "sqlite": "CREATE TRIGGER instances_bookkeeping_update AFTER UPDATE OF %s ON instances "
+                  "WHEN %s BEGIN\n%s%sEND" % (_WATCHED, _SQLITE_CHANGED, _sqlite_release("OLD"), _sqlite_take("NEW")),
+        "postgresql": "CREATE TRIGGER instances_bookkeeping_update AFTER UPDATE OF %s ON instances FOR EACH ROW "
+                      "WHEN (%s) EXECUTE PROCEDURE euca_instance_bookkeeping()" % (_WATCHED, _PG_CHANGED),
+    },
+    {
+        "sqlite": "CREATE TRIGGER instances_bookkeeping_delete AFTER DELETE ON instances "
+                  "WHEN OLD.state <> 'terminated' BEGIN\n" + _sqlite_release("OLD") + "END",
+        "postgresql": "CREATE TRIGGER instances_bookkeeping_delete AFTER DELETE ON instances FOR EACH ROW "
+                      "WHEN (OLD.state <> 'terminated') EXECUTE PROCEDURE euca_instance_bookkeeping()",
+    },
+]
+
 
 MIGRATIONS = [
     (
@@ -118,6 +249,44 @@ MIGRATIONS = [
                 created_at TEXT NOT NULL)""",
         ],
     ),
+    (
+        2,
+        "allocation bookkeeping: node load and per-group address cursor and free list",
+        [
+            # What the live instances on each node hold: the scheduler reads one row per node
+            # instead of summing every instance on it (kept exact by triggers, whoever writes).
+            """CREATE TABLE node_load (
+                node TEXT PRIMARY KEY,
+                cores BIGINT NOT NULL,
+                memory_mb BIGINT NOT NULL,
+                disk_gb BIGINT NOT NULL,
+                instances BIGINT NOT NULL)""",
+            "INSERT INTO node_load (node, cores, memory_mb, disk_gb, instances) "
+            "SELECT node, SUM(cores), SUM(memory_mb), SUM(disk_gb), COUNT(*) FROM instances "
+            "WHERE node IS NOT NULL AND state <> 'terminated' GROUP BY node",
+            # A group's private addresses as integers: every host of first_host..last_host from
+            # next_host up is free, and free_addresses lists the free ones below it (given back
+            # by terminated instances). The lowest free address is MIN(free_addresses.host), else
+            # next_host: an indexed lookup, whatever the group holds. Built by the first launch
+            # in a group (ledger/allocator.py) and kept exact by the triggers below, which find
+            # a group by the address (its subnet); a row whose subnet is not its group's is
+            # stale and rebuilt.
+            """CREATE TABLE group_addresses (
+                group_name TEXT PRIMARY KEY REFERENCES security_groups (name) ON DELETE CASCADE,
+                subnet TEXT NOT NULL,
+                first_host BIGINT NOT NULL,
+                last_host BIGINT NOT NULL,
+                next_host BIGINT NOT NULL)""",
+            "CREATE INDEX group_addresses_first ON group_addresses (first_host)",
+            """CREATE TABLE free_addresses (
+                group_name TEXT NOT NULL REFERENCES group_addresses (group_name) ON DELETE CASCADE,
+                host BIGINT NOT NULL,
+                PRIMARY KEY (group_name, host))""",
+            "CREATE INDEX free_addresses_host ON free_addresses (host)",
+            # what the first launch in a group reads to build its bookkeeping
+            "CREATE INDEX instances_group ON instances (group_name, state)",
+        ] + _BOOKKEEPING_TRIGGERS,
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
@@ -163,5 +332,9 @@ def migrate(ledger):
             if number <= version:
                 continue
             for statement in statements:
+                if isinstance(statement, dict):
+                    statement = statement.get(txn.dialect)
+                    if statement is None:
+                        continue
                 txn.exec(statement)
             txn.exec("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)", number, name, now())
