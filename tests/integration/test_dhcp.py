@@ -509,3 +509,122 @@ def test_a_dnsmasq_started_without_a_manager_is_handed_over(netns, state_dir, re
     assert out["dnsmasq"]["action"] == "restart" and pid != alone and not alive(alone)
     assert supervisor.pid("euca-dhcp") == pid and cc.ns_pids() == [pid]
     assert lease(client, report_script)["ip"] == "10.41.0.10", log_tail(state_dir)
+
+
+# ------------------------------------------------------------------ shards (issue 13, P14)
+# udhcpc as an instance runs it: it configures the lease (so it can renew by unicast) and says so
+RENEW_SCRIPT = """#!/bin/sh
+case "$1" in
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/$subnet" dev "$interface"
+    echo "LEASE $1 $interface $ip $serverid"
+    ;;
+esac
+exit 0
+"""
+
+
+class Bound:
+    """A udhcpc that stays (``-f``): it holds a lease and renews it by unicast on SIGUSR1."""
+
+    def __init__(self, client, script):
+        import subprocess
+        import threading
+        self.proc = subprocess.Popen(["ip", "netns", "exec", client.name, "busybox", "udhcpc", "-f", "-i", "eth0",
+                                      "-t", "20", "-T", "1", "-A", "1", "-s", script],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        client.adopt(self.proc.pid)
+        self.lines = []
+        self.thread = threading.Thread(target=lambda: [self.lines.append(line.strip()) for line in self.proc.stdout],
+                                       daemon=True)
+        self.thread.start()
+
+    def wait(self, event, count=1, timeout=30):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = [line.split() for line in self.lines if line.startswith(f"LEASE {event} ")]
+            if len(got) >= count:
+                return got[count - 1][3:]
+            time.sleep(0.1)
+        return None
+
+    def renew(self, count, timeout=30):
+        self.proc.send_signal(10)  # SIGUSR1: renew now (unicast to the server it holds the lease from)
+        return self.wait("renew", count, timeout)
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.mark.timeout(300)
+def test_shards_serve_their_segments_broadcast_and_unicast_and_come_back_after_kill_9(netns, state_dir, tmp_path,
+                                                                                       supervisor):
+    script = tmp_path / "renew.sh"
+    script.write_text(RENEW_SCRIPT)
+    script.chmod(0o755)
+    cc = netns()
+    config, clients = [], []
+    for seg_id in (50, 51, 52, 53):  # shards 2, 0, 1, 2 of 3
+        br = add_segment(cc, seg_id, f"10.{seg_id}.0.1/24")
+        mac = "d0:0d:0a:%02x:00:0a" % seg_id
+        clients.append(add_instance(netns, cc, br, mac, f"p{seg_id}"))
+        config.append(seg(seg_id, seg_id, [(mac, f"10.{seg_id}.0.10", None)]))
+    svc = dict(service_manager="supervisord", supervisor_conf=str(supervisor.conf),
+               supervisor_programs_dir=str(supervisor.programs), shards=3)
+    out = ok(apply(cc, state_dir, config, **svc))
+    shards = out["dnsmasq"]["shards"]
+    assert [s["action"] for s in shards] == ["start"] * 3
+    pids = [s["pid"] for s in shards]
+    for i, pid in enumerate(pids):
+        cc.adopt(pid)
+        assert supervisor.pid(f"euca-dhcp-{i}") == pid
+        assert cmdline(pid)[-1] == f"--conf-file={state_dir}/dnsmasq-{i}.conf"
+    assert sorted(cc.ns_pids()) == sorted(pids)
+    # the steering table: port 67 of each bridge to its shard's port
+    table = cc.run("nft", "list", "table", "ip", "euca_dhcp").stdout
+    for seg_id in (50, 51, 52, 53):
+        assert f'"eubr-{seg_id}" : {10067 + seg_id % 3}' in table, table
+
+    again = ok(apply(cc, state_dir, config, **svc))
+    assert not again["changed"] and again["commands"] == []
+
+    # real clients on every shard: a lease by broadcast, then a renewal by unicast to the gateway
+    bound = [Bound(client, str(script)) for client in clients]
+    try:
+        for seg_id, b in zip((50, 51, 52, 53), bound):
+            assert b.wait("bound") == [f"10.{seg_id}.0.10", f"10.{seg_id}.0.1"], (b.lines, log_tail(state_dir))
+        for seg_id, b in zip((50, 51, 52, 53), bound):
+            assert b.renew(1) == [f"10.{seg_id}.0.10", f"10.{seg_id}.0.1"], b.lines
+        leases = Path(state_dir, "leases-2").read_text()
+        assert "10.50.0.10" in leases and "10.53.0.10" in leases and "10.51.0.10" not in leases
+
+        # kill -9 one shard: supervisord brings it back, its clients renew; the others never noticed
+        os.kill(pids[2], 9)
+        killed = time.monotonic()
+        new = 0
+        while time.monotonic() - killed < 30:
+            new = supervisor.pid("euca-dhcp-2")
+            if new and new != pids[2] and alive(new) and \
+                    Path(state_dir, "dnsmasq-2.pid").read_text().strip() == str(new):
+                break
+            time.sleep(0.1)
+        assert new and new != pids[2], supervisor.ctl("status").stdout
+        cc.adopt(new)
+        assert bound[0].renew(2) == ["10.50.0.10", "10.50.0.1"], bound[0].lines
+        assert bound[3].renew(2) == ["10.53.0.10", "10.53.0.1"], bound[3].lines
+        assert alive(pids[0]) and alive(pids[1])
+
+        # one dnsmasq again: it starts on port 67, the table goes, the shards stop; renewals still served
+        out = ok(apply(cc, state_dir, config, **dict(svc, shards=1)))
+        single = out["dnsmasq"]["pid"]
+        cc.adopt(single)
+        assert out["dnsmasq"]["action"] == "start" and supervisor.pid("euca-dhcp") == single
+        assert cc.run("nft", "list", "table", "ip", "euca_dhcp", check=False).returncode != 0
+        assert sorted(cc.ns_pids()) == [single]
+        assert not list(Path(state_dir).glob("dnsmasq-*")) and not list(supervisor.programs.glob("euca-dhcp-*"))
+        assert bound[1].renew(2) == ["10.51.0.10", "10.51.0.1"], bound[1].lines
+    finally:
+        for b in bound:
+            b.stop()

@@ -182,7 +182,7 @@ def applied(state_dir, items, pid=4242, generation=None):
 def running(monkeypatch):
     """Pretend our dnsmasq runs with this pid (the pid check itself is an integration test)."""
     def use(pid):
-        monkeypatch.setattr(dhcp.Dhcp, "running_pid", lambda self: pid)
+        monkeypatch.setattr(dhcp.Shard, "running_pid", lambda self: pid)
     return use
 
 

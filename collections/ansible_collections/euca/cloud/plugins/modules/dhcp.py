@@ -149,6 +149,23 @@ options:
     description: Where the systemd unit goes.
     type: path
     default: /etc/systemd/system
+  shards:
+    description:
+      - How many dnsmasq serve the segments; segment I(id) is served by shard I(id) mod O(shards).
+      - dnsmasq's cost per packet grows with the number of addresses in the namespace times the number of its
+        ranges (about 0.3 s per packet with 4,000 segments), so after a restart a single dnsmasq needs tens of
+        minutes to lease 4,000 instances again. With several, each listens on its own UDP port
+        (O(shard_port) + its index) and one nftables table C(ip euca_dhcp) in the namespace steers port 67 of each
+        segment's interface to its shard's port (statelessly, so broadcasts and unicast renewals alike) and turns
+        the replies' source port back into 67. About one shard per 100-150 segments.
+      - V(1) is one dnsmasq on port 67 and no table. Changing O(shards) moves the segments to their new shards
+        (the new ones start before the old ones stop).
+    type: int
+    default: 1
+  shard_port:
+    description: The UDP port of shard 0; shard I(i) listens on O(shard_port) + I(i). Unused with O(shards=1).
+    type: int
+    default: 10067
   generation:
     description:
       - The ledger generation the configuration was read at. It is recorded, and a lower one than the recorded one
@@ -257,8 +274,16 @@ dnsmasq:
       description: V(none), V(start), V(restart), V(reload) (SIGHUP) or V(stop).
       type: str
     pid:
-      description: The pid of our dnsmasq after the run (before it, in check mode); null when it is not running.
+      description:
+        - The pid of our dnsmasq after the run (before it, in check mode); null when it is not running.
+        - With O(shards) above 1, the pid of shard 0 (see RV(dnsmasq.shards)); RV(dnsmasq.action) is the strongest
+          action of any shard.
       type: int
+    shards:
+      description: With O(shards) above 1, each shard's index, pid and action.
+      type: list
+      elements: dict
+      returned: when O(shards) is above 1
     service:
       description: The service manager and program that run dnsmasq (C(supervisord euca-dhcp)); null with V(none).
       type: str
@@ -300,6 +325,8 @@ class DhcpModule(ConfigModule):
         supervisor_conf=dict(type="path", default="/etc/supervisor/supervisord.conf"),
         supervisor_programs_dir=dict(type="path", default="/etc/supervisor/conf.d"),
         systemd_units_dir=dict(type="path", default="/etc/systemd/system"),
+        shards=dict(type="int", default=1),
+        shard_port=dict(type="int", default=dhcp.DEFAULT_SHARD_PORT),
     )
 
     def resource(self):
@@ -309,6 +336,7 @@ class DhcpModule(ConfigModule):
             max_leases=p["max_leases"], partial=p["state"] == "deleted", generation=p["generation"],
             service_manager=p["service_manager"], service_name=p["service_name"], supervisor_conf=p["supervisor_conf"],
             supervisor_programs_dir=p["supervisor_programs_dir"], systemd_units_dir=p["systemd_units_dir"],
+            shards=p["shards"], shard_port=p["shard_port"],
         )
         return self.dhcp
 
@@ -317,6 +345,10 @@ class DhcpModule(ConfigModule):
         if self.params["state"] != "rendered":
             result["dnsmasq"] = {"action": self.dhcp.action, "pid": self.dhcp.pid,
                                  "service": self.dhcp.service.describe() if self.dhcp.service else None}
+            if self.dhcp.shards > 1:
+                result["dnsmasq"]["shards"] = [
+                    {"index": s.index, "pid": s.pid, "action": self.dhcp.actions.get(s.label, "none")}
+                    for s in self.dhcp.layout]
         return result
 
 

@@ -55,6 +55,14 @@ DEFAULT_LEASE_TIME = "1h"
 # dnsmasq's own default (1000) would stop serving at the 1001st instance of a cluster.
 DEFAULT_MAX_LEASES = 65536
 DEFAULT_SERVICE_NAME = "euca-dhcp"
+# shards: dnsmasq walks all its ranges for every address in the namespace, per packet, so one
+# dnsmasq for thousands of segments answers a packet in a fraction of a second; k of them, each
+# for 1/k of the segments on its own UDP port (shard_port + i), share that cost k ways.
+DEFAULT_SHARD_PORT = 10067
+MAX_SHARDS = 256
+STEERING_TABLE = "euca_dhcp"
+STEERING_FILE = "steering.nft"
+_SHARD_CONF = re.compile(r"^dnsmasq-(\d+)\.conf$")
 
 CONF_FILE = "dnsmasq.conf"
 HOSTS_FILE = "hosts"
@@ -85,6 +93,8 @@ SEGMENT_FIELDS = ("id", "interface", "subnet", "gateway", "dns_servers", "domain
 
 # what apply does to the daemon
 START, RESTART, RELOAD, STOP, NOTHING = "start", "restart", "reload", "stop", "none"
+# files of a dnsmasq that does not run are removed (nothing to signal); reported as none
+CLEAN = "clean"
 
 
 def _ipv4_int(text):
@@ -272,9 +282,20 @@ def check_segments(segments):
                                "tell which one a request belongs to" % (prev[2], prev[3], cur[2], cur[3]))
 
 
-def render_conf(segments, state_dir, max_leases=DEFAULT_MAX_LEASES, user=None):
-    """The dnsmasq configuration file serving ``segments`` (normalized, sorted by id)."""
+def shard_files(index=None):
+    """The file names of one dnsmasq: the plain names for the only one (``index`` None),
+    ``dnsmasq-<i>.conf``, ``hosts-<i>``, ... for shard i of several."""
+    if index is None:
+        return {"conf": CONF_FILE, "hosts": HOSTS_FILE, "leases": LEASE_FILE, "pid": PID_FILE, "log": LOG_FILE}
+    return {"conf": "dnsmasq-%d.conf" % index, "hosts": "hosts-%d" % index, "leases": "leases-%d" % index,
+            "pid": "dnsmasq-%d.pid" % index, "log": "dnsmasq-%d.log" % index}
+
+
+def render_conf(segments, state_dir, max_leases=DEFAULT_MAX_LEASES, user=None, index=None, port=None):
+    """The dnsmasq configuration file serving ``segments`` (normalized, sorted by id); shard
+    ``index`` of several listens on UDP ``port`` (the steering table sends its segments there)."""
     path = os.path.join
+    names = shard_files(index)
     lines = [
         HEADER,
         # DHCP only: DNS stays with whatever the cloud uses
@@ -284,11 +305,14 @@ def render_conf(segments, state_dir, max_leases=DEFAULT_MAX_LEASES, user=None):
         "except-interface=lo",
         "dhcp-authoritative",
         "dhcp-lease-max=%d" % max_leases,
-        "dhcp-leasefile=%s" % path(state_dir, LEASE_FILE),
-        "dhcp-hostsfile=%s" % path(state_dir, HOSTS_FILE),
-        "pid-file=%s" % path(state_dir, PID_FILE),
-        "log-facility=%s" % path(state_dir, LOG_FILE),
+        "dhcp-leasefile=%s" % path(state_dir, names["leases"]),
+        "dhcp-hostsfile=%s" % path(state_dir, names["hosts"]),
+        "pid-file=%s" % path(state_dir, names["pid"]),
+        "log-facility=%s" % path(state_dir, names["log"]),
     ]
+    if port is not None:
+        # replies go to the clients' port 68; the steering table turns their source port back into 67
+        lines.append("dhcp-alternate-port=%d,68" % port)
     if user:
         lines.append("user=%s" % user)
     for seg in segments:
@@ -406,9 +430,225 @@ def _alive(pid):
         return False
 
 
+class Shard:
+    """One dnsmasq of ours: its files in state_dir, its program under the service manager, its pid."""
+
+    def __init__(self, owner, index):
+        self.owner = owner
+        # None: the only dnsmasq (plain file names, port 67, program <service_name>)
+        self.index = index
+        self.names = shard_files(index)
+        self.port = None if index is None else owner.shard_port + index
+        self.label = "dnsmasq" if index is None else "dnsmasq shard %d" % index
+        self.files = {}
+        self.pid = None
+        self.service = supervised.service(
+            owner.service_manager, owner.service_name if index is None else "%s-%d" % (owner.service_name, index),
+            in_namespace([owner.dnsmasq, "--keep-in-foreground", "--conf-file=%s" % self.conf_path], owner.namespace),
+            "DHCP (%s) of %s" % (self.label, owner.state_dir), supervisor_conf=owner.supervisor_conf,
+            supervisor_programs_dir=owner.supervisor_programs_dir, systemd_units_dir=owner.systemd_units_dir,
+            timeout=owner.start_timeout)
+
+    def path(self, name):
+        """Absolute path of one of its files, by role (conf, hosts, leases, pid, log; service: the definition)."""
+        if name == SERVICE:
+            return self.service.definition_path
+        return os.path.join(self.owner.state_dir, self.names[name])
+
+    @property
+    def conf_path(self):
+        return self.path("conf")
+
+    def command(self):
+        """dnsmasq's complete command line without a manager: nothing per segment on it (Hack1)."""
+        return [self.owner.dnsmasq, "--conf-file=%s" % self.conf_path]
+
+    def own_paths(self):
+        """Every file of this dnsmasq that exists (what a stop removes)."""
+        out = [self.path(n) for n in ("conf", "hosts", "leases", "pid", "log") if os.path.lexists(self.path(n))]
+        if self.files.get(SERVICE) is not None:
+            out.append(self.path(SERVICE))
+        return out
+
+    def gather(self):
+        self.files = {"conf": _read(self.path("conf")), "hosts": _read(self.path("hosts")),
+                      SERVICE: self.service.read_definition() if self.service else None}
+        self.pid = self.running_pid()
+        return parse_files(self.files["conf"], self.files["hosts"])
+
+    def running_pid(self):
+        """The pid of this dnsmasq (from its pid file), or None when it is not running.
+
+        The pid counts only when /proc/<pid>/cmdline is dnsmasq with our configuration
+        file; a stale pid file (a reused pid) is ignored, never signalled. Our dnsmasq in
+        another network namespace is a Conflict: two cannot serve from one state_dir."""
+        text = _read(self.path("pid"))
+        if not text or not text.strip().isdigit():
+            return None
+        pid = int(text.strip())
+        try:
+            with open("/proc/%d/cmdline" % pid, "rb") as handle:
+                argv = handle.read().decode("utf-8", "replace").split("\0")
+        except (IOError, OSError):
+            return None
+        program = os.path.basename(argv[0]) if argv else None
+        if program not in ("dnsmasq", os.path.basename(self.owner.dnsmasq)) or \
+                "--conf-file=%s" % self.conf_path not in argv[1:]:
+            return None
+        if not _alive(pid):
+            return None
+        try:
+            inode = os.stat("/proc/%d/ns/net" % pid).st_ino
+        except OSError:
+            return None
+        if inode != _namespace_inode(self.owner.namespace):
+            raise Conflict(
+                "dnsmasq pid %d serves %s from another network namespace than %s; stop it or use another state_dir"
+                % (pid, self.owner.state_dir, self.owner.namespace or "the host's")
+            )
+        return pid
+
+    # ------------------------------------------------------------------ decide, describe
+    def decide(self, segments):
+        """(writes {role: text}, daemon action) to serve ``segments`` (none: stop)."""
+        if not segments:
+            if self.pid or self.files.get(SERVICE) is not None:
+                return {}, STOP
+            # files without a daemon: removed, and nothing is signalled
+            return {}, (CLEAN if self.own_paths() else NOTHING)
+        owner = self.owner
+        wanted = {
+            "conf": render_conf(segments, owner.state_dir, owner.max_leases, owner.user, self.index, self.port),
+            "hosts": render_hosts(segments),
+        }
+        if self.service:
+            wanted[SERVICE] = self.service.render()
+        writes = dict((name, text) for name, text in wanted.items() if self.files.get(name) != text)
+        if not self.pid:
+            action = START
+        elif "conf" in writes or SERVICE in writes:
+            action = RESTART
+        elif "hosts" in writes:
+            action = RELOAD
+        else:
+            action = NOTHING
+        return writes, action
+
+    def commands(self, writes, action):
+        out = ["write %s" % self.path(name) for name in ("hosts", "conf", SERVICE) if name in writes]
+        via = (" under %s" % self.service.describe()) if self.service else ""
+        if action == START:
+            out.append(("start %s%s" % (self.label, via)) if self.service else ("start %s" % " ".join(self.command())))
+        elif action == RESTART:
+            why = "its service definition" if SERVICE in writes and "conf" not in writes else \
+                "segments, ranges or options"
+            out.append("restart %s (pid %d)%s: %s changed" % (self.label, self.pid, via, why))
+        elif action == RELOAD:
+            out.append("reload %s (SIGHUP pid %d): reservations changed" % (self.label, self.pid))
+        elif action == CLEAN:
+            out.extend("remove %s" % path for path in self.own_paths())
+        elif action == STOP:
+            out.extend("remove %s" % path for path in self.own_paths())
+            out.append(("stop %s (pid %d)%s" % (self.label, self.pid, via)) if self.pid else
+                       ("stop %s%s" % (self.label, via)))
+        return out
+
+    # ------------------------------------------------------------------ apply
+    def stage(self, writes):
+        """The new files beside the old ones; a configuration dnsmasq cannot parse never replaces one it can."""
+        staged = {}
+        try:
+            for name, text in writes.items():
+                staged[name] = _stage(self.path(name), text)
+            if "conf" in staged:
+                run([self.owner.dnsmasq, "--test", "--conf-file=%s" % staged["conf"]], namespace=self.owner.namespace)
+        except Exception:
+            for tmp in staged.values():
+                _unlink_quietly(tmp)
+            raise
+        return staged
+
+    def swap_and_act(self, staged, writes, action):
+        """Rename the staged files over the old ones, then start, restart or reload dnsmasq."""
+        for name in ("hosts", "conf", SERVICE):
+            if name in staged:
+                os.rename(staged.pop(name), self.path(name))
+        if self.service and action in (START, RESTART):
+            self._service_start(action, SERVICE in writes)
+        elif action == RESTART:
+            self._stop(self.pid)
+            self._start()
+        elif action == START:
+            self._start()
+        elif action == RELOAD:
+            os.kill(self.pid, signal.SIGHUP)
+
+    def stop_and_remove(self):
+        if self.service:
+            # the definition goes first, so the manager cannot bring dnsmasq back
+            self.service.remove()
+        if self.pid and _alive(self.pid):
+            self._stop(self.pid)
+        for path in self.own_paths():
+            try:
+                os.unlink(path)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise EucaError("cannot remove %s: %s" % (path, exc))
+        self.pid = None
+
+    def _start(self):
+        # dnsmasq forks and its parent exits only once the daemon is up, with a non-zero
+        # status (and the reason on stderr) when it could not start, e.g. port 67 in use.
+        try:
+            run(self.command(), namespace=self.owner.namespace)
+        except CommandFailed as exc:
+            raise CommandFailed("%s did not start: %s (see %s)" % (self.label, exc.msg, self.path("log")))
+        self.pid = self.running_pid()
+
+    def _service_start(self, action, definition_changed):
+        """Start or restart dnsmasq through the service manager, then wait for its pid."""
+        old = self.pid
+        if old and self.service.pid() != old:
+            # ours (the checks passed) but not the manager's child: started by this module
+            # before it used a service manager; it holds its port, so it goes first
+            self._stop(old)
+            self.pid = None
+        if definition_changed:
+            self.service.load()  # supervisord: adds and starts, or restarts; systemd: daemon-reload, restart
+        elif action == RESTART and self.pid:
+            self.service.restart()
+        else:
+            self.service.start()
+        self.pid = self._await_pid(old)
+
+    def _await_pid(self, old):
+        """The pid of the new dnsmasq once it runs (its pid file written, the manager agreeing)."""
+        deadline = time.time() + self.owner.start_timeout
+        while True:
+            pid = self.running_pid()
+            if pid and pid != old and self.service.pid() == pid:
+                return pid
+            if time.time() > deadline:
+                raise EucaError("%s did not come up under %s within %ss (see %s): %s"
+                                % (self.label, self.service.describe(), self.owner.start_timeout, self.path("log"),
+                                   _tail(self.path("log"))))
+            time.sleep(0.05)
+
+    def _stop(self, pid):
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.time() + self.owner.stop_timeout
+        while _alive(pid):
+            if time.time() > deadline:
+                raise EucaError("%s pid %d did not exit within %ss of SIGTERM; see %s"
+                                % (self.label, pid, self.owner.stop_timeout, self.path("log")))
+            time.sleep(0.005)
+
+
 class Dhcp(Resource):
     """The DHCP configuration of one CC: every segment's range, options and reservations,
-    served by one dnsmasq whose files live in ``state_dir``."""
+    served by one dnsmasq (or ``shards`` of them, segment i by shard i mod shards) whose files
+    live in ``state_dir``."""
 
     noun = "DHCP segment"
     key = "id"
@@ -418,7 +658,8 @@ class Dhcp(Resource):
     def __init__(self, state_dir=DEFAULT_STATE_DIR, namespace=None, dnsmasq="dnsmasq", user=None,
                  max_leases=DEFAULT_MAX_LEASES, partial=False, generation=None, stop_timeout=10.0,
                  service_manager=supervised.NONE, service_name=DEFAULT_SERVICE_NAME, supervisor_conf=None,
-                 supervisor_programs_dir=None, systemd_units_dir=None, start_timeout=30.0):
+                 supervisor_programs_dir=None, systemd_units_dir=None, start_timeout=30.0, shards=1,
+                 shard_port=DEFAULT_SHARD_PORT):
         self.state_dir = os.path.abspath(state_dir or DEFAULT_STATE_DIR)
         self.namespace = namespace
         self.dnsmasq = dnsmasq or "dnsmasq"
@@ -428,40 +669,55 @@ class Dhcp(Resource):
             raise InvalidInput("max_leases must be at least 1, not %d" % self.max_leases)
         if user is not None and not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", user):
             raise InvalidInput("user %r is not a user name" % (user,))
+        self.shards = 1 if shards is None else int(shards)
+        if not 1 <= self.shards <= MAX_SHARDS:
+            raise InvalidInput("shards must be between 1 and %d, not %d" % (MAX_SHARDS, self.shards))
+        self.shard_port = int(shard_port or DEFAULT_SHARD_PORT)
+        if not 1024 <= self.shard_port <= 65535 - self.shards:
+            raise InvalidInput("shard_port %d leaves no room for %d shards below 65536 (use 1024 or above)"
+                               % (self.shard_port, self.shards))
         # state deleted names segments by id only
         self.partial = partial
         # the ledger generation this run applies (converge() is given the same one)
         self.generation = generation
         self.stop_timeout = stop_timeout
         self.start_timeout = start_timeout
-        # the manager's program (None: we start dnsmasq ourselves); it runs dnsmasq in the foreground
-        self.service = supervised.service(
-            service_manager, service_name or DEFAULT_SERVICE_NAME,
-            in_namespace([self.dnsmasq, "--keep-in-foreground", "--conf-file=%s" % self.conf_path], namespace),
-            "DHCP (dnsmasq) of %s" % self.state_dir, supervisor_conf=supervisor_conf,
-            supervisor_programs_dir=supervisor_programs_dir, systemd_units_dir=systemd_units_dir,
-            timeout=start_timeout)
-        # what gather found: file texts by name, the generation and our dnsmasq's pid
-        self.files = {}
+        self.service_manager = service_manager
+        self.service_name = service_name or DEFAULT_SERVICE_NAME
+        self.supervisor_conf = supervisor_conf
+        self.supervisor_programs_dir = supervisor_programs_dir
+        self.systemd_units_dir = systemd_units_dir
+        # the dnsmasq of the wanted layout: the only one, or shards 0..k-1
+        self.layout = [Shard(self, None)] if self.shards == 1 else [Shard(self, i) for i in range(self.shards)]
+        # the manager of the only dnsmasq (None: we start dnsmasq ourselves)
+        self.service = self.layout[0].service
+        # what gather found: the generation, every dnsmasq of ours (wanted or left over), the steering table
         self.applied_generation = None
+        self.found = list(self.layout)
+        self.steering = None
         self.pid = None
         self.action = NOTHING
+        self.actions = {}
 
     # ------------------------------------------------------------------ paths
     def path(self, name):
-        """Absolute path of one of our files (SERVICE: the manager's definition of our program)."""
+        """Absolute path of one of our files in state_dir (SERVICE: the only dnsmasq's program definition)."""
         if name == SERVICE:
             return self.service.definition_path
         return os.path.join(self.state_dir, name)
 
     @property
     def conf_path(self):
-        """The configuration file dnsmasq is started with (the whole command line)."""
-        return self.path(CONF_FILE)
+        """The configuration file the only dnsmasq is started with (the whole command line)."""
+        return self.layout[0].conf_path
 
     def command(self):
         """dnsmasq's complete command line: nothing per segment on it (Hack1)."""
-        return [self.dnsmasq, "--conf-file=%s" % self.conf_path]
+        return self.layout[0].command()
+
+    def shard_of(self, segment_id):
+        """The dnsmasq of the wanted layout that serves a segment."""
+        return self.layout[segment_id % self.shards]
 
     # ------------------------------------------------------------------ validate
     def validate(self, items):
@@ -475,80 +731,81 @@ class Dhcp(Resource):
         return sorted(segments, key=lambda s: s["id"])
 
     # ------------------------------------------------------------------ gather
+    def _leftovers(self):
+        """Shards of another layout whose files are still here (a changed ``shards``)."""
+        wanted = set(s.index for s in self.layout)
+        indexes = set()
+        if os.path.isdir(self.state_dir):
+            for name in os.listdir(self.state_dir):
+                match = _SHARD_CONF.match(name)
+                if match:
+                    indexes.add(int(match.group(1)))
+                elif name == CONF_FILE:
+                    indexes.add(None)
+        if self.service_manager != supervised.NONE:
+            # a program of ours whose files went: still ours to stop
+            probe = Shard(self, None).service
+            directory = os.path.dirname(probe.definition_path)
+            if os.path.isdir(directory):
+                pattern = re.compile(r"^%s(?:-(\d+))?\.(?:conf|service)$" % re.escape(self.service_name))
+                for name in os.listdir(directory):
+                    match = pattern.match(name)
+                    if match:
+                        indexes.add(int(match.group(1)) if match.group(1) else None)
+        return [Shard(self, i) for i in sorted(indexes - wanted, key=lambda i: -1 if i is None else i)]
+
     def gather(self):
-        self.files = dict((name, _read(self.path(name))) for name in (CONF_FILE, HOSTS_FILE, GENERATION_FILE))
-        self.files[SERVICE] = self.service.read_definition() if self.service else None
-        generation = (self.files[GENERATION_FILE] or "").strip()
+        generation = (_read(self.path(GENERATION_FILE)) or "").strip()
         self.applied_generation = int(generation) if generation.isdigit() else None
-        self.pid = self.running_pid()
-        segments = []
-        for seg in parse_files(self.files[CONF_FILE], self.files[HOSTS_FILE]):
-            try:
-                segments.append(normalize_segment(seg))
-            except InvalidInput:
-                # edited by hand beyond repair: not ours any more; the rewrite drops it
-                continue
-        return segments, self.applied_generation
+        self.found = self.layout + self._leftovers()
+        by_id = {}
+        for shard in self.found:
+            for seg in shard.gather():
+                if seg["id"] in by_id:
+                    continue  # a leftover shard's copy; the rewrite drops it
+                try:
+                    by_id[seg["id"]] = normalize_segment(seg)
+                except InvalidInput:
+                    # edited by hand beyond repair: not ours any more; the rewrite drops it
+                    continue
+        self.steering = _read(self.path(STEERING_FILE))
+        if self.steering is not None and not self._steering_loaded():
+            self.steering = None  # the table is gone (a flushed ruleset, a new namespace): load it again
+        self.pid = self.layout[0].pid
+        return [by_id[k] for k in sorted(by_id)], self.applied_generation
 
     def running_pid(self):
-        """The pid of our dnsmasq (from our pid file), or None when it is not running.
+        """The pid of the only (or first) dnsmasq, or None; see Shard.running_pid."""
+        return self.layout[0].running_pid()
 
-        The pid counts only when /proc/<pid>/cmdline is dnsmasq with our configuration
-        file; a stale pid file (a reused pid) is ignored, never signalled. Our dnsmasq in
-        another network namespace is a Conflict: two cannot serve from one state_dir."""
-        text = _read(self.path(PID_FILE))
-        if not text or not text.strip().isdigit():
-            return None
-        pid = int(text.strip())
-        try:
-            with open("/proc/%d/cmdline" % pid, "rb") as handle:
-                argv = handle.read().decode("utf-8", "replace").split("\0")
-        except (IOError, OSError):
-            return None
-        program = os.path.basename(argv[0]) if argv else None
-        if program not in ("dnsmasq", os.path.basename(self.dnsmasq)) or "--conf-file=%s" % self.conf_path not in argv[1:]:
-            return None
-        if not _alive(pid):
-            return None
-        try:
-            inode = os.stat("/proc/%d/ns/net" % pid).st_ino
-        except OSError:
-            return None
-        if inode != _namespace_inode(self.namespace):
-            raise Conflict(
-                "dnsmasq pid %d serves %s from another network namespace than %s; stop it or use another state_dir"
-                % (pid, self.state_dir, self.namespace or "the host's")
-            )
-        return pid
+    def _steering_loaded(self):
+        rc, out, _err = run(["nft", "-t", "list", "table", "ip", STEERING_TABLE], namespace=self.namespace,
+                            check=False)
+        return rc == 0
 
     # ------------------------------------------------------------------ plan
     def _decide(self, after):
-        """(files to write {name: text}, files to remove, daemon action): the one decision
-        that both plan (to show) and apply (to do) use."""
+        """(per-dnsmasq [(shard, writes, action)], state_dir writes {name: text}, removes, steering
+        text or None, steering change): the one decision that both plan (to show) and apply (to do) use."""
         generation = self.applied_generation if self.generation is None else self.generation
+        groups = dict((id(s), []) for s in self.found)
+        if after:
+            for seg in after:
+                groups[id(self.shard_of(seg["id"]))].append(seg)
+        per = []
+        for shard in self.found:
+            writes, action = shard.decide(groups[id(shard)])
+            per.append((shard, writes, action))
+        writes, remove = {}, []
         if not after:
-            remove = [name for name in OWN_FILES if os.path.lexists(self.path(name))]
-            if self.files.get(SERVICE) is not None:
-                remove.append(SERVICE)
-            return {}, remove, (STOP if self.pid or SERVICE in remove else NOTHING)
-        wanted = {
-            CONF_FILE: render_conf(after, self.state_dir, self.max_leases, self.user),
-            HOSTS_FILE: render_hosts(after),
-        }
-        if self.service:
-            wanted[SERVICE] = self.service.render()
-        writes = dict((name, text) for name, text in wanted.items() if self.files.get(name) != text)
-        if not self.pid:
-            action = START
-        elif CONF_FILE in writes or SERVICE in writes:
-            action = RESTART
-        elif HOSTS_FILE in writes:
-            action = RELOAD
+            remove = [name for name in (GENERATION_FILE, STEERING_FILE) if os.path.lexists(self.path(name))]
+            steering = None
         else:
-            action = NOTHING
-        if generation is not None and generation != self.applied_generation:
-            writes[GENERATION_FILE] = "%d\n" % generation
-        return writes, [], action
+            steering = render_steering(after, self) if self.shards > 1 else None
+            if generation is not None and generation != self.applied_generation:
+                writes[GENERATION_FILE] = "%d\n" % generation
+        steer_change = steering != self.steering
+        return per, writes, remove, steering, steer_change
 
     def plan(self, before, after, force=False):
         check_segments(after)
@@ -556,25 +813,22 @@ class Dhcp(Resource):
             self._check_readable()
         # ``force`` (same items, newer ledger generation) needs nothing of its own: the
         # generation to record is known from the constructor, so _decide already writes it.
-        writes, remove, action = self._decide(after)
+        per, writes, remove, steering, steer_change = self._decide(after)
         commands = []
-        for name in (HOSTS_FILE, CONF_FILE, SERVICE, GENERATION_FILE):
-            if name in writes:
-                commands.append("write %s" % self.path(name))
+        stops = []
+        for shard, shard_writes, action in per:
+            lines = shard.commands(shard_writes, action)
+            (stops if action in (STOP, CLEAN) else commands).extend(lines)
+        if steer_change:
+            commands.append(("load nft table ip %s: port 67 of %d segments to their shard's port"
+                             % (STEERING_TABLE, len(after))) if steering else
+                            "delete nft table ip %s" % STEERING_TABLE)
+        commands.extend(stops)
+        if GENERATION_FILE in writes:
+            commands.append("write %s" % self.path(GENERATION_FILE))
         commands.extend("remove %s" % self.path(name) for name in remove)
-        argv = " ".join(self.command())
-        via = (" under %s" % self.service.describe()) if self.service else ""
-        if action == START:
-            commands.append(("start dnsmasq%s" % via) if self.service else ("start %s" % argv))
-        elif action == RESTART:
-            why = "its service definition" if SERVICE in writes and CONF_FILE not in writes else \
-                "segments, ranges or options"
-            commands.append("restart dnsmasq (pid %d)%s: %s changed" % (self.pid, via, why))
-        elif action == RELOAD:
-            commands.append("reload dnsmasq (SIGHUP pid %d): reservations changed" % self.pid)
-        elif action == STOP:
-            commands.append(("stop dnsmasq (pid %d)%s" % (self.pid, via)) if self.pid else ("stop dnsmasq%s" % via))
-        self.action = action
+        self.actions = dict((shard.label, action) for shard, _w, action in per if action not in (NOTHING, CLEAN))
+        self.action = _strongest([action for _s, _w, action in per])
         return commands
 
     def records_only(self, plan):
@@ -602,48 +856,49 @@ class Dhcp(Resource):
 
     # ------------------------------------------------------------------ apply
     def apply(self, plan, after, generation):
-        writes, remove, action = self._decide(after)
-        if action == STOP:
-            if self.service:
-                # the definition goes first, so the manager cannot bring dnsmasq back
-                self.service.remove()
-            if self.pid and _alive(self.pid):
-                self._stop(self.pid)
-        for name in remove:
-            try:
-                os.unlink(self.path(name))
-            except OSError as exc:
-                if exc.errno != errno.ENOENT:
-                    raise EucaError("cannot remove %s: %s" % (self.path(name), exc))
-        if not after:
-            self.pid = None
-            return
-        self._makedirs()
+        per, writes, remove, steering, steer_change = self._decide(after)
+        serving = [(s, w, a) for s, w, a in per if a not in (STOP, CLEAN)]
+        if after:
+            self._makedirs()
         staged = {}
         try:
+            # every new file first, each checked: nothing changes unless all of them are good
+            for shard, shard_writes, _action in serving:
+                staged[id(shard)] = shard.stage(shard_writes)
             for name, text in writes.items():
-                staged[name] = self._stage(name, text)
-            if CONF_FILE in staged:
-                # a configuration dnsmasq cannot parse must never replace one it can
-                run([self.dnsmasq, "--test", "--conf-file=%s" % staged[CONF_FILE]], namespace=self.namespace)
-            for name in (HOSTS_FILE, CONF_FILE, SERVICE):
-                if name in staged:
-                    os.rename(staged.pop(name), self.path(name))
-            if self.service and action in (START, RESTART):
-                self._service_start(action, SERVICE in writes)
-            elif action == RESTART:
-                self._stop(self.pid)
-                self._start()
-            elif action == START:
-                self._start()
-            elif action == RELOAD:
-                os.kill(self.pid, signal.SIGHUP)
+                staged[name] = _stage(self.path(name), text)
+            for shard, shard_writes, action in serving:
+                shard.swap_and_act(staged.pop(id(shard)), shard_writes, action)
+            # the shards serve their ports before port 67 is steered to them (or back to the only one)
+            if steer_change:
+                self._load_steering(steering)
+            for shard, _w, action in per:
+                if action in (STOP, CLEAN):
+                    shard.stop_and_remove()
+            for name in remove:
+                _unlink_quietly(self.path(name))
             # recorded last: the generation names what is in force
             if GENERATION_FILE in staged:
                 os.rename(staged.pop(GENERATION_FILE), self.path(GENERATION_FILE))
         finally:
             for tmp in staged.values():
-                _unlink_quietly(tmp)
+                for path in (tmp.values() if isinstance(tmp, dict) else [tmp]):
+                    _unlink_quietly(path)
+        self.pid = self.layout[0].pid
+
+    def _load_steering(self, steering):
+        table = "table ip %s" % STEERING_TABLE
+        if steering:
+            text = "add %s\ndelete %s\n%s" % (table, table, steering)
+            try:
+                run(["nft", "-f", "-"], namespace=self.namespace, data=text)
+            except CommandFailed as exc:
+                raise EucaError("cannot load the DHCP steering table: %s" % exc.msg)
+            tmp = _stage(self.path(STEERING_FILE), steering)
+            os.rename(tmp, self.path(STEERING_FILE))
+        else:
+            run(["nft", "delete", "table", "ip", STEERING_TABLE], namespace=self.namespace, check=False)
+            _unlink_quietly(self.path(STEERING_FILE))
 
     def _makedirs(self):
         if not os.path.isdir(self.state_dir):
@@ -654,77 +909,76 @@ class Dhcp(Resource):
             except OSError as exc:
                 raise EucaError("cannot create state_dir %s: %s" % (self.state_dir, exc))
 
-    def _stage(self, name, text):
-        """Write ``text`` beside ``name`` (same directory, so the rename is atomic)."""
-        directory, base = os.path.split(self.path(name))
-        tmp = os.path.join(directory, ".%s.new" % base)
-        try:
-            if not os.path.isdir(directory):
-                os.makedirs(directory, 0o755)
-            with open(tmp, "w") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            # dnsmasq reads the files as an unprivileged user
-            os.chmod(tmp, 0o644)
-        except (IOError, OSError) as exc:
-            _unlink_quietly(tmp)
-            raise EucaError("cannot write %s: %s" % (tmp, exc))
-        return tmp
-
-    def _start(self):
-        # dnsmasq forks and its parent exits only once the daemon is up, with a non-zero
-        # status (and the reason on stderr) when it could not start, e.g. port 67 in use.
-        try:
-            run(self.command(), namespace=self.namespace)
-        except CommandFailed as exc:
-            raise CommandFailed("dnsmasq did not start: %s (see %s)" % (exc.msg, self.path(LOG_FILE)))
-        self.pid = self.running_pid()
-
-    def _service_start(self, action, definition_changed):
-        """Start or restart dnsmasq through the service manager, then wait for its pid."""
-        old = self.pid
-        if old and self.service.pid() != old:
-            # ours (the checks passed) but not the manager's child: started by this module
-            # before it used a service manager; it holds port 67, so it goes first
-            self._stop(old)
-            self.pid = None
-        if definition_changed:
-            self.service.load()  # supervisord: adds and starts, or restarts; systemd: daemon-reload, restart
-        elif action == RESTART and self.pid:
-            self.service.restart()
-        else:
-            self.service.start()
-        self.pid = self._await_pid(old)
-
-    def _await_pid(self, old):
-        """The pid of the new dnsmasq once it runs (its pid file written, the manager agreeing)."""
-        deadline = time.time() + self.start_timeout
-        while True:
-            pid = self.running_pid()
-            if pid and pid != old and self.service.pid() == pid:
-                return pid
-            if time.time() > deadline:
-                raise EucaError("dnsmasq did not come up under %s within %ss (see %s): %s"
-                                % (self.service.describe(), self.start_timeout, self.path(LOG_FILE),
-                                   _tail(self.path(LOG_FILE))))
-            time.sleep(0.05)
-
-    def _stop(self, pid):
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.time() + self.stop_timeout
-        while _alive(pid):
-            if time.time() > deadline:
-                raise EucaError("dnsmasq pid %d did not exit within %ss of SIGTERM; see %s"
-                                % (pid, self.stop_timeout, self.path(LOG_FILE)))
-            time.sleep(0.005)
-
     # ------------------------------------------------------------------ render
     def render(self, items, generation):
-        return {
-            self.conf_path: render_conf(items, self.state_dir, self.max_leases, self.user),
-            self.path(HOSTS_FILE): render_hosts(items),
-        }
+        if self.shards == 1:
+            return {
+                self.conf_path: render_conf(items, self.state_dir, self.max_leases, self.user),
+                self.layout[0].path("hosts"): render_hosts(items),
+            }
+        out = {}
+        for shard in self.layout:
+            mine = [seg for seg in items if self.shard_of(seg["id"]) is shard]
+            if mine:
+                out[shard.conf_path] = render_conf(mine, self.state_dir, self.max_leases, self.user, shard.index,
+                                                   shard.port)
+                out[shard.path("hosts")] = render_hosts(mine)
+        if items:
+            out[self.path(STEERING_FILE)] = render_steering(items, self)
+        return out
+
+
+def render_steering(segments, owner):
+    """The nft table that sends port 67 of each segment's interface to its shard's port, and
+    gives the shards' replies source port 67 again (stateless: broadcasts and unicast renewals alike)."""
+    elements = ",\n      ".join('"%s" : %d' % (seg["interface"], owner.shard_of(seg["id"]).port) for seg in segments)
+    first, last = owner.shard_port, owner.shard_port + owner.shards - 1
+    return "\n".join([
+        "table ip %s {" % STEERING_TABLE,
+        "  comment \"%s\"" % HEADER.lstrip("# "),
+        "  map shard {",
+        "    type ifname : inet_service",
+        "    elements = {",
+        "      %s" % elements,
+        "    }",
+        "  }",
+        "  chain steer {",
+        "    type filter hook prerouting priority raw; policy accept;",
+        "    udp dport 67 udp dport set iifname map @shard",
+        "  }",
+        "  chain back {",
+        "    type filter hook output priority raw; policy accept;",
+        "    udp sport %d-%d udp dport 68 udp sport set 67" % (first, last),
+        "  }",
+        "}",
+    ]) + "\n"
+
+
+_RANK = {NOTHING: 0, CLEAN: 0, RELOAD: 1, STOP: 2, START: 3, RESTART: 4}
+
+
+def _strongest(actions):
+    strongest = max(actions or [NOTHING], key=lambda a: _RANK[a])
+    return NOTHING if strongest == CLEAN else strongest
+
+
+def _stage(path, text):
+    """Write ``text`` beside ``path`` (same directory, so the rename is atomic); the temporary path."""
+    directory, base = os.path.split(path)
+    tmp = os.path.join(directory, ".%s.new" % base)
+    try:
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        with open(tmp, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # dnsmasq reads the files as an unprivileged user
+        os.chmod(tmp, 0o644)
+    except (IOError, OSError) as exc:
+        _unlink_quietly(tmp)
+        raise EucaError("cannot write %s: %s" % (tmp, exc))
+    return tmp
 
 
 def _tail(path, lines=5):
