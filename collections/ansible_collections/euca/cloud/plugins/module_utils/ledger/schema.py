@@ -89,6 +89,7 @@ _PG_BOOKKEEPING_FUNCTION = """CREATE FUNCTION euca_instance_bookkeeping() RETURN
 DECLARE
     h BIGINT;
     grp TEXT;
+    nxt BIGINT;
 BEGIN
     IF TG_OP <> 'INSERT' AND OLD.state <> 'terminated' THEN
         IF OLD.node IS NOT NULL THEN
@@ -103,19 +104,27 @@ BEGIN
     END IF;
     IF TG_OP <> 'DELETE' AND NEW.state <> 'terminated' THEN
         IF NEW.node IS NOT NULL THEN
-            INSERT INTO node_load (node, cores, memory_mb, disk_gb, instances)
-                VALUES (NEW.node, NEW.cores, NEW.memory_mb, NEW.disk_gb, 1)
-                ON CONFLICT (node) DO UPDATE SET cores = node_load.cores + EXCLUDED.cores,
-                    memory_mb = node_load.memory_mb + EXCLUDED.memory_mb,
-                    disk_gb = node_load.disk_gb + EXCLUDED.disk_gb, instances = node_load.instances + 1;
+            UPDATE node_load SET cores = cores + NEW.cores, memory_mb = memory_mb + NEW.memory_mb,
+                disk_gb = disk_gb + NEW.disk_gb, instances = instances + 1 WHERE node = NEW.node;
+            IF NOT FOUND THEN
+                INSERT INTO node_load (node, cores, memory_mb, disk_gb, instances)
+                    VALUES (NEW.node, NEW.cores, NEW.memory_mb, NEW.disk_gb, 1)
+                    ON CONFLICT (node) DO UPDATE SET cores = node_load.cores + EXCLUDED.cores,
+                        memory_mb = node_load.memory_mb + EXCLUDED.memory_mb,
+                        disk_gb = node_load.disk_gb + EXCLUDED.disk_gb, instances = node_load.instances + 1;
+            END IF;
         END IF;
         h := euca_ip_host(NEW.private_ip);
         IF h IS NOT NULL THEN
-            DELETE FROM free_addresses WHERE host = h;
-            SELECT group_name INTO grp FROM group_addresses WHERE """ + _owner("h") + """;
-            IF grp IS NOT NULL THEN
-                DELETE FROM group_addresses WHERE group_name = grp AND next_host < h;
-                UPDATE group_addresses SET next_host = next_host + 1 WHERE group_name = grp AND next_host = h;
+            SELECT group_name, next_host INTO grp, nxt FROM group_addresses WHERE """ + _owner("h") + """;
+            IF nxt = h THEN
+                UPDATE group_addresses SET next_host = next_host + 1 WHERE group_name = grp;
+            ELSIF nxt < h THEN
+                -- taken above the cursor behind the allocator's back: the gap below is unknown,
+                -- so the group's bookkeeping goes and its next launch rebuilds it
+                DELETE FROM group_addresses WHERE group_name = grp;
+            ELSIF nxt > h THEN
+                DELETE FROM free_addresses WHERE group_name = grp AND host = h;
             END IF;
         END IF;
     END IF;
