@@ -175,7 +175,7 @@ def guest_disk(env):
 
 
 def report(daemon, took):
-    print("\nP-recovery %s: %.1f s (goal <= 10 s)" % (daemon, took))
+    print("\n%s back and serving %.1f s after kill -9 (goal <= 10 s)" % (daemon, took))
 
 
 def test_tgtd_comes_back_with_its_exports(cloud):
