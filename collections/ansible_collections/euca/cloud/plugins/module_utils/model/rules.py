@@ -101,8 +101,8 @@ def normalize_rule(rule, group="?"):
                            "not %r" % (where_of(group), rule))
     unknown = sorted(k for k in rule if k not in _RULE_FIELDS and rule[k] is not None)
     if unknown:
-        raise InvalidInput("%s: unknown field(s) %s; a rule has %s" % (where_of(group), ", ".join(unknown),
-                                                                      ", ".join(sorted(_RULE_FIELDS))))
+        raise InvalidInput("%s: unknown field(s) %s; a rule has %s"
+                           % (where_of(group), ", ".join(unknown), ", ".join(sorted(_RULE_FIELDS))))
     protocol = check_protocol(rule.get("protocol"), where_of(group))
     where = where_of(group, protocol)
     low = _integer(rule.get("from_port"), where + " from_port")

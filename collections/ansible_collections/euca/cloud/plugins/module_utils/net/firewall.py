@@ -258,10 +258,10 @@ class FirewallResource(Resource):
                                  "rule": None, "reason": exc.msg})
         return groups, problems
 
-    def contain_set(self, groups):
+    def contain_set(self, items):
         """The groups less what cannot be together: a group whose subnet overlaps an earlier
         one's, and rules whose source group is not in the set (repeated until none is left)."""
-        problems = []
+        groups, problems = items, []
         while True:
             found = set_problems(groups)
             if not found:
