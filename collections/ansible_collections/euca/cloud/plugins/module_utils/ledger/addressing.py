@@ -15,6 +15,7 @@ import socket
 import struct
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import EucaError, Exhausted, InvalidInput
+from ansible_collections.euca.cloud.plugins.module_utils.model import names
 
 try:
     import netaddr
@@ -25,9 +26,6 @@ except ImportError as exc:  # pragma: no cover - depends on the host
     netaddr = None
     HAS_NETADDR = False
     NETADDR_IMPORT_ERROR = exc
-
-# Eucalyptus' MAC prefix for instance NICs ("d0:0d" + the IPv4 address).
-MAC_PREFIX = "d0:0d"
 
 
 NETADDR_MISSING = ("the Python library netaddr is missing on this host: install Debian's python3-netaddr "
@@ -155,10 +153,8 @@ def first_free_host(subnet, taken):
 
 
 def mac_for(ip):
-    """The instance MAC derived from its private address, as Eucalyptus did (unique with it)."""
-    packed = int(netaddr.IPAddress(ip))
-    octets = [(packed >> shift) & 0xFF for shift in (24, 16, 8, 0)]
-    return MAC_PREFIX + ":" + ":".join("%02x" % o for o in octets)
+    """The instance MAC derived from its private address, as Eucalyptus did (unique with it): the model's."""
+    return names.mac_for_int(int(netaddr.IPAddress(ip)))
 
 
 # Pools as sorted integer ranges, by their settings text: parsing a pool with netaddr costs a

@@ -22,8 +22,13 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import random
+
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Exhausted
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing, scheduler
+from ansible_collections.euca.cloud.plugins.module_utils.model import names
+
+_RANDOM = random.SystemRandom()
 
 # The cursor and up to ``count`` free hosts of one group, lowest first, in one round trip.
 _PLAN = (
@@ -45,6 +50,17 @@ _LAUNCH = (
     "(SELECT host FROM free_addresses WHERE group_name = ? ORDER BY host LIMIT ?) f "
     "ORDER BY part, name, a"
 )
+
+
+def new_instance_id():
+    """A random instance id in the model's format, unchecked: the launch's INSERT is the check
+    (the primary key covers terminated instances too, so an id is never reused)."""
+    return names.format_id("instance", _RANDOM.getrandbits(32))
+
+
+def mac_for_host(host):
+    """The instance MAC of an integer address (the model's d0:0d + the IPv4 address)."""
+    return names.mac_for_int(host)
 
 
 def candidates(txn, cluster=None):

@@ -115,24 +115,29 @@ def launch(txn, name, group, image, instance_type, count, cluster=None, policy=N
     # The generation this transaction commits as: orders launches even within one second.
     generation = txn.current_generation() + 1
     for index, node in enumerate(placed):
-        instance_id = ids.new_id(txn, "instance")
-        for fresh in (False, True):
+        fresh = False
+        for _attempt in range(16):
+            # The INSERT checks the id (primary key, terminated instances included) and the
+            # address and MAC (unique among live instances): no query ahead of it.
+            instance_id = allocator.new_instance_id()
             address = addressing.ipv4_text(hosts[index])
             rows = txn.exec_rows(
                 "INSERT INTO instances (id, name, reservation_id, launch_index, group_name, image_id, instance_type, "
                 "cluster, node, cores, memory_mb, disk_gb, private_ip, mac, state, reason, created_gen, created_at, "
                 "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', '', ?, ?, ?) "
-                "ON CONFLICT (private_ip) WHERE state <> 'terminated' DO NOTHING RETURNING *",
+                "ON CONFLICT DO NOTHING RETURNING *",
                 instance_id, name, reservation, index, group, image_row["id"], instance_type, clusters[node], node,
-                need["cores"], need["memory_mb"], need["disk_gb"], address, addressing.mac_for(address), generation,
-                stamp, stamp,
+                need["cores"], need["memory_mb"], need["disk_gb"], address, allocator.mac_for_host(hosts[index]),
+                generation, stamp, stamp,
             )
             if rows:
                 created.append(rows[0])
                 break
+            if txn.row("SELECT id FROM instances WHERE id = ?", instance_id):
+                continue  # an id drawn before: draw another
+            holder = txn.row("SELECT id, group_name FROM instances WHERE (private_ip = ? OR mac = ?) "
+                             "AND state <> 'terminated'", address, allocator.mac_for_host(hosts[index])) or {}
             if fresh:
-                holder = txn.row("SELECT id, group_name FROM instances WHERE private_ip = ? AND state <> 'terminated'",
-                                 address) or {}
                 raise Conflict(
                     "private address %s in subnet %s of group %s is held by instance %s of group %s; terminate that "
                     "instance" % (address, subnet, group, holder.get("id"), holder.get("group_name"))
@@ -140,6 +145,9 @@ def launch(txn, name, group, image, instance_type, count, cluster=None, policy=N
             # The bookkeeping offered an address a live instance holds (a row written behind its
             # back): rebuild it and plan the rest of this reservation again.
             hosts[index:] = allocator.plan_hosts(txn, group, subnet, len(placed) - index, fresh=True)
+            fresh = True
+        else:
+            raise Conflict("could not draw a fresh instance id in 16 tries")
     if policy == "ROUNDROBIN" and cursor != conf.get("roundrobin_cursor"):
         settings.store(txn, "roundrobin_cursor", cursor)
     return created
