@@ -232,3 +232,21 @@ def test_a_version_1_ledger_is_migrated_with_its_instances(ledger_url, monkeypat
     if not db.is_postgres_url(ledger_url):
         with sqlite3.connect(ledger_url) as raw:
             assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_an_instance_id_drawn_twice_is_drawn_again_never_reused(ledger_url, monkeypatch):
+    with db.Ledger(ledger_url, timeout=30) as ledger:
+        seed(ledger)
+        with ledger.write() as txn:
+            old = instances.ensure_instances(txn, name="w", group="a", image="img", count=1)["instances"][0]
+            instances.terminate(txn, instances.get_instance(txn, old["id"]))
+        draws = iter([old["id"], old["id"], "i-0000abcd"])
+        monkeypatch.setattr(allocator, "new_instance_id", lambda: next(draws))
+        with ledger.write() as txn:
+            got = instances.ensure_instances(txn, name="v", group="a", image="img", count=1)["instances"]
+        assert [i["id"] for i in got] == ["i-0000abcd"]
+        # the terminated instance's address is free again, and it is the lowest
+        assert got[0]["private_ip"] == old["private_ip"]
+        with ledger.read() as txn:
+            assert instances.get_instance(txn, old["id"])["state"] == "terminated"
+            assert txn.value("SELECT COUNT(*) FROM instances WHERE id = ?", old["id"]) == 1
