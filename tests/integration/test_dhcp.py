@@ -380,7 +380,7 @@ def test_hack1_one_dnsmasq_leases_1000_clients_on_1000_segments(netns, state_dir
     topology = time.monotonic() - started
 
     started = time.monotonic()
-    out = ok(apply(cc, state_dir, config, state="overridden"))
+    out = ok(apply(cc, state_dir, config, state="overridden", shards=1))
     applied = time.monotonic() - started
     pid = out["dnsmasq"]["pid"]
     assert out["changed"] and out["dnsmasq"]["action"] == "start" and len(out["after"]) == SCALE

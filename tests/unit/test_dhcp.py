@@ -394,3 +394,76 @@ def test_managed_plans(state_dir, tmp_path, running):
     out = config.converge(res, None, "deleted", check_mode=True)
     assert res.action == "stop" and f"remove {program}" in out["commands"]
     assert out["commands"][-1] == "stop dnsmasq under supervisord euca-dhcp"
+
+
+# ------------------------------------------------------------------ shards (issue 13, P14)
+def many(n, first=100):
+    return [seg(first + i, f"10.{(first + i) // 256}.{(first + i) % 256}") for i in range(n)]
+
+
+def test_auto_shards_double_with_the_cluster():
+    assert [dhcp.auto_shards(n) for n in (0, 1, 64, 65, 128, 129, 1000, 4000, 4097)] == [1, 1, 1, 2, 2, 4, 16, 64, 128]
+    assert dhcp.auto_shards(10 ** 6) == dhcp.MAX_SHARDS
+    with pytest.raises(InvalidInput, match="shards must be between 0"):
+        dhcp.Dhcp(shards=-1)
+    with pytest.raises(InvalidInput, match="shard_port 65500 leaves no room"):
+        dhcp.Dhcp(shards=64, shard_port=65500)
+
+
+def test_shards_render_their_segments_ports_and_the_steering_table(state_dir):
+    res = resource(state_dir, shards=3)
+    items = res.validate(many(4, first=50))
+    out = res.render(items, None)
+    assert sorted(os.path.basename(p) for p in out) == [
+        "dnsmasq-0.conf", "dnsmasq-1.conf", "dnsmasq-2.conf", "hosts-0", "hosts-1", "hosts-2", "steering.nft"]
+    conf = out[f"{state_dir}/dnsmasq-2.conf"]
+    # segments 50 and 53 (mod 3 = 2), on port 10069, with files of their own
+    assert [line for line in conf.splitlines() if line.startswith("interface=")] == ["interface=eubr-50",
+                                                                                    "interface=eubr-53"]
+    assert "dhcp-alternate-port=10069,68" in conf and f"dhcp-leasefile={state_dir}/leases-2" in conf
+    assert f"pid-file={state_dir}/dnsmasq-2.pid" in conf and f"dhcp-hostsfile={state_dir}/hosts-2" in conf
+    table = out[f"{state_dir}/steering.nft"]
+    assert '"eubr-50" : 10069' in table and '"eubr-51" : 10067' in table and '"eubr-52" : 10068' in table
+    assert "udp dport 67 udp dport set iifname map @shard" in table
+    assert "udp sport 10067-10069 udp dport 68 udp sport set 67" in table
+    # the files parse back to the same segments
+    parsed = []
+    for i in range(3):
+        parsed += dhcp.parse_files(out[f"{state_dir}/dnsmasq-{i}.conf"], out[f"{state_dir}/hosts-{i}"])
+    assert sorted((dhcp.normalize_segment(s) for s in parsed), key=lambda s: s["id"]) == items
+    # one dnsmasq: the plain files, no table, no alternate port
+    single = resource(state_dir, shards=1).render(items, None)
+    assert sorted(os.path.basename(p) for p in single) == ["dnsmasq.conf", "hosts"]
+    assert "dhcp-alternate-port" not in single[f"{state_dir}/dnsmasq.conf"]
+
+
+def test_a_shard_with_no_segment_runs_no_dnsmasq(state_dir, running):
+    # a dnsmasq without interface= lines would serve every interface of the namespace
+    running(None)
+    res = resource(state_dir, shards=4)
+    out = config.converge(res, many(2, first=100), "overridden", check_mode=True)  # shards 0 and 1
+    starts = [c for c in out["commands"] if c.startswith("start ")]
+    assert starts == [f"start dnsmasq --conf-file={state_dir}/dnsmasq-0.conf",
+                      f"start dnsmasq --conf-file={state_dir}/dnsmasq-1.conf"]
+    assert out["commands"][-1] == "load nft table ip euca_dhcp: port 67 of 2 segments to their shard's port"
+
+
+def test_changing_shards_starts_the_new_layout_before_the_old_one_stops(state_dir, monkeypatch):
+    items = many(3, first=100)
+    applied(state_dir, items)  # one dnsmasq today, running; no shard runs
+    monkeypatch.setattr(dhcp.Shard, "running_pid", lambda self: 4242 if self.index is None else None)
+    res = resource(state_dir, shards=2)
+    out = config.converge(res, items, "overridden", check_mode=True)
+    commands = out["commands"]
+    assert out["before"] == out["after"]
+    first_start = min(i for i, c in enumerate(commands) if c.startswith("start "))
+    steer = commands.index("load nft table ip euca_dhcp: port 67 of 3 segments to their shard's port")
+    stop = commands.index("stop dnsmasq (pid 4242)")
+    assert first_start < steer < stop
+    assert res.action == "start" and out["changed"]
+    # and back: the shards stop after the one dnsmasq took port 67 again and the table went
+    res = resource(state_dir, shards=1)
+    res.gather()
+    res.plan(None, res.validate(items))
+    # nothing of shards on disk (check mode above wrote nothing): one dnsmasq is as it was
+    assert res.action == "none"

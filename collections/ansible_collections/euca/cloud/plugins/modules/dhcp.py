@@ -160,8 +160,10 @@ options:
         the replies' source port back into 67. About one shard per 100-150 segments.
       - V(1) is one dnsmasq on port 67 and no table. Changing O(shards) moves the segments to their new shards
         (the new ones start before the old ones stop).
+      - V(0) chooses from the number of segments - one dnsmasq up to 64 segments, then one per 64 rounded up to a
+        power of two (64 shards for 4,000 segments), so the number changes only when the cluster doubles.
     type: int
-    default: 1
+    default: 0
   shard_port:
     description: The UDP port of shard 0; shard I(i) listens on O(shard_port) + I(i). Unused with O(shards=1).
     type: int
@@ -325,7 +327,7 @@ class DhcpModule(ConfigModule):
         supervisor_conf=dict(type="path", default="/etc/supervisor/supervisord.conf"),
         supervisor_programs_dir=dict(type="path", default="/etc/supervisor/conf.d"),
         systemd_units_dir=dict(type="path", default="/etc/systemd/system"),
-        shards=dict(type="int", default=1),
+        shards=dict(type="int", default=0),
         shard_port=dict(type="int", default=dhcp.DEFAULT_SHARD_PORT),
     )
 

@@ -42,6 +42,7 @@ import signal
 import socket
 import stat
 import struct
+import subprocess
 import time
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput
@@ -60,6 +61,8 @@ DEFAULT_SERVICE_NAME = "euca-dhcp"
 # for 1/k of the segments on its own UDP port (shard_port + i), share that cost k ways.
 DEFAULT_SHARD_PORT = 10067
 MAX_SHARDS = 256
+AUTO_SHARDS = 0
+SEGMENTS_PER_SHARD = 64
 STEERING_TABLE = "euca_dhcp"
 STEERING_FILE = "steering.nft"
 _SHARD_CONF = re.compile(r"^dnsmasq-(\d+)\.conf$")
@@ -555,31 +558,28 @@ class Shard:
 
     # ------------------------------------------------------------------ apply
     def stage(self, writes):
-        """The new files beside the old ones; a configuration dnsmasq cannot parse never replaces one it can."""
+        """The new files beside the old ones (checked by the caller before any replaces an old one)."""
         staged = {}
         try:
             for name, text in writes.items():
                 staged[name] = _stage(self.path(name), text)
-            if "conf" in staged:
-                run([self.owner.dnsmasq, "--test", "--conf-file=%s" % staged["conf"]], namespace=self.owner.namespace)
         except Exception:
             for tmp in staged.values():
                 _unlink_quietly(tmp)
             raise
         return staged
 
-    def swap_and_act(self, staged, writes, action):
-        """Rename the staged files over the old ones, then start, restart or reload dnsmasq."""
+    def swap(self, staged):
+        """Rename the staged files over the old ones."""
         for name in ("hosts", "conf", SERVICE):
             if name in staged:
                 os.rename(staged.pop(name), self.path(name))
+
+    def act(self, writes, action):
+        """Start, restart (through the manager, if any) or reload dnsmasq. Without a manager,
+        starts and restarts are Dhcp.apply's, all shards at once."""
         if self.service and action in (START, RESTART):
             self._service_start(action, SERVICE in writes)
-        elif action == RESTART:
-            self._stop(self.pid)
-            self._start()
-        elif action == START:
-            self._start()
         elif action == RELOAD:
             os.kill(self.pid, signal.SIGHUP)
 
@@ -596,15 +596,6 @@ class Shard:
                 if exc.errno != errno.ENOENT:
                     raise EucaError("cannot remove %s: %s" % (path, exc))
         self.pid = None
-
-    def _start(self):
-        # dnsmasq forks and its parent exits only once the daemon is up, with a non-zero
-        # status (and the reason on stderr) when it could not start, e.g. port 67 in use.
-        try:
-            run(self.command(), namespace=self.owner.namespace)
-        except CommandFailed as exc:
-            raise CommandFailed("%s did not start: %s (see %s)" % (self.label, exc.msg, self.path("log")))
-        self.pid = self.running_pid()
 
     def _service_start(self, action, definition_changed):
         """Start or restart dnsmasq through the service manager, then wait for its pid."""
@@ -637,6 +628,9 @@ class Shard:
 
     def _stop(self, pid):
         os.kill(pid, signal.SIGTERM)
+        self._wait_gone(pid)
+
+    def _wait_gone(self, pid):
         deadline = time.time() + self.owner.stop_timeout
         while _alive(pid):
             if time.time() > deadline:
@@ -669,13 +663,15 @@ class Dhcp(Resource):
             raise InvalidInput("max_leases must be at least 1, not %d" % self.max_leases)
         if user is not None and not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", user):
             raise InvalidInput("user %r is not a user name" % (user,))
-        self.shards = 1 if shards is None else int(shards)
-        if not 1 <= self.shards <= MAX_SHARDS:
-            raise InvalidInput("shards must be between 1 and %d, not %d" % (MAX_SHARDS, self.shards))
+        # 0: chosen from the number of segments (see auto_shards)
+        self.shards_wanted = AUTO_SHARDS if shards is None else int(shards)
+        if not 0 <= self.shards_wanted <= MAX_SHARDS:
+            raise InvalidInput("shards must be between 0 (auto) and %d, not %d" % (MAX_SHARDS, self.shards_wanted))
         self.shard_port = int(shard_port or DEFAULT_SHARD_PORT)
-        if not 1024 <= self.shard_port <= 65535 - self.shards:
+        most = self.shards_wanted or MAX_SHARDS
+        if not 1024 <= self.shard_port <= 65535 - most:
             raise InvalidInput("shard_port %d leaves no room for %d shards below 65536 (use 1024 or above)"
-                               % (self.shard_port, self.shards))
+                               % (self.shard_port, most))
         # state deleted names segments by id only
         self.partial = partial
         # the ledger generation this run applies (converge() is given the same one)
@@ -687,14 +683,15 @@ class Dhcp(Resource):
         self.supervisor_conf = supervisor_conf
         self.supervisor_programs_dir = supervisor_programs_dir
         self.systemd_units_dir = systemd_units_dir
-        # the dnsmasq of the wanted layout: the only one, or shards 0..k-1
-        self.layout = [Shard(self, None)] if self.shards == 1 else [Shard(self, i) for i in range(self.shards)]
         # the manager of the only dnsmasq (None: we start dnsmasq ourselves)
-        self.service = self.layout[0].service
-        # what gather found: the generation, every dnsmasq of ours (wanted or left over), the steering table
+        self.service = Shard(self, None).service
+        # what gather found: the generation, every dnsmasq of ours on disk, the steering table
         self.applied_generation = None
-        self.found = list(self.layout)
+        self.found = []
         self.steering = None
+        # the dnsmasq of the wanted layout (set by plan, from the number of segments): the only one, or shards 0..k-1
+        self.shards = 1
+        self.layout = []
         self.pid = None
         self.action = NOTHING
         self.actions = {}
@@ -709,15 +706,30 @@ class Dhcp(Resource):
     @property
     def conf_path(self):
         """The configuration file the only dnsmasq is started with (the whole command line)."""
-        return self.layout[0].conf_path
+        return Shard(self, None).conf_path
 
     def command(self):
         """dnsmasq's complete command line: nothing per segment on it (Hack1)."""
-        return self.layout[0].command()
+        return Shard(self, None).command()
 
     def shard_of(self, segment_id):
         """The dnsmasq of the wanted layout that serves a segment."""
         return self.layout[segment_id % self.shards]
+
+    def set_layout(self, count, look=True):
+        """The wanted dnsmasq for ``count`` segments: the ones found on disk where they fit, new ones otherwise."""
+        self.shards = self.shards_wanted or auto_shards(count)
+        found = dict((shard.index, shard) for shard in self.found)
+        indexes = [None] if self.shards == 1 else list(range(self.shards))
+        self.layout = []
+        for index in indexes:
+            shard = found.get(index)
+            if shard is None:
+                shard = Shard(self, index)
+                if look:
+                    shard.gather()
+                self.found.append(shard)
+            self.layout.append(shard)
 
     # ------------------------------------------------------------------ validate
     def validate(self, items):
@@ -731,9 +743,8 @@ class Dhcp(Resource):
         return sorted(segments, key=lambda s: s["id"])
 
     # ------------------------------------------------------------------ gather
-    def _leftovers(self):
-        """Shards of another layout whose files are still here (a changed ``shards``)."""
-        wanted = set(s.index for s in self.layout)
+    def _on_disk(self):
+        """Every dnsmasq of ours whose files or program definition are here."""
         indexes = set()
         if os.path.isdir(self.state_dir):
             for name in os.listdir(self.state_dir):
@@ -752,12 +763,12 @@ class Dhcp(Resource):
                     match = pattern.match(name)
                     if match:
                         indexes.add(int(match.group(1)) if match.group(1) else None)
-        return [Shard(self, i) for i in sorted(indexes - wanted, key=lambda i: -1 if i is None else i)]
+        return [Shard(self, i) for i in sorted(indexes, key=lambda i: -1 if i is None else i)]
 
     def gather(self):
         generation = (_read(self.path(GENERATION_FILE)) or "").strip()
         self.applied_generation = int(generation) if generation.isdigit() else None
-        self.found = self.layout + self._leftovers()
+        self.found = self._on_disk()
         by_id = {}
         for shard in self.found:
             for seg in shard.gather():
@@ -771,12 +782,12 @@ class Dhcp(Resource):
         self.steering = _read(self.path(STEERING_FILE))
         if self.steering is not None and not self._steering_loaded():
             self.steering = None  # the table is gone (a flushed ruleset, a new namespace): load it again
-        self.pid = self.layout[0].pid
+        self.pid = next((shard.pid for shard in self.found if shard.pid), None)
         return [by_id[k] for k in sorted(by_id)], self.applied_generation
 
     def running_pid(self):
-        """The pid of the only (or first) dnsmasq, or None; see Shard.running_pid."""
-        return self.layout[0].running_pid()
+        """The pid of the only dnsmasq, or None; see Shard.running_pid."""
+        return Shard(self, None).running_pid()
 
     def _steering_loaded(self):
         rc, out, _err = run(["nft", "-t", "list", "table", "ip", STEERING_TABLE], namespace=self.namespace,
@@ -788,6 +799,7 @@ class Dhcp(Resource):
         """(per-dnsmasq [(shard, writes, action)], state_dir writes {name: text}, removes, steering
         text or None, steering change): the one decision that both plan (to show) and apply (to do) use."""
         generation = self.applied_generation if self.generation is None else self.generation
+        self.set_layout(len(after or []))
         groups = dict((id(s), []) for s in self.found)
         if after:
             for seg in after:
@@ -867,8 +879,15 @@ class Dhcp(Resource):
                 staged[id(shard)] = shard.stage(shard_writes)
             for name, text in writes.items():
                 staged[name] = _stage(self.path(name), text)
+            # a configuration dnsmasq cannot parse never replaces one it can (a syntax check needs no namespace)
+            _run_all([[self.dnsmasq, "--test", "--conf-file=%s" % staged[id(shard)]["conf"]]
+                      for shard, _w, _a in serving if "conf" in staged[id(shard)]])
+            for shard, _w, _a in serving:
+                shard.swap(staged.pop(id(shard)))
+            self._start_plain([(shard, action) for shard, _w, action in serving
+                               if not shard.service and action in (START, RESTART)])
             for shard, shard_writes, action in serving:
-                shard.swap_and_act(staged.pop(id(shard)), shard_writes, action)
+                shard.act(shard_writes, action)
             # the shards serve their ports before port 67 is steered to them (or back to the only one)
             if steer_change:
                 self._load_steering(steering)
@@ -884,7 +903,27 @@ class Dhcp(Resource):
             for tmp in staged.values():
                 for path in (tmp.values() if isinstance(tmp, dict) else [tmp]):
                     _unlink_quietly(path)
-        self.pid = self.layout[0].pid
+        self.pid = self.layout[0].pid if after else None
+
+    def _start_plain(self, todo):
+        """Restart and start the dnsmasq that no manager runs, all at once. dnsmasq forks and its
+        parent exits only once the daemon is up, with a non-zero status (and the reason on
+        stderr) when it could not start, e.g. its port in use."""
+        for shard, action in todo:
+            if action == RESTART:
+                os.kill(shard.pid, signal.SIGTERM)
+        for shard, action in todo:
+            if action == RESTART:
+                shard._wait_gone(shard.pid)
+                shard.pid = None
+        try:
+            _run_all([shard.command() for shard, _a in todo], self.namespace)
+        except CommandFailed as exc:
+            raise CommandFailed("dnsmasq did not start: %s (see %s)"
+                                % (exc.msg, " ".join(shard.path("log") for shard, _a in todo)))
+        finally:
+            for shard, _a in todo:
+                shard.pid = shard.running_pid()
 
     def _load_steering(self, steering):
         table = "table ip %s" % STEERING_TABLE
@@ -911,6 +950,7 @@ class Dhcp(Resource):
 
     # ------------------------------------------------------------------ render
     def render(self, items, generation):
+        self.set_layout(len(items), look=False)
         if self.shards == 1:
             return {
                 self.conf_path: render_conf(items, self.state_dir, self.max_leases, self.user),
@@ -926,6 +966,17 @@ class Dhcp(Resource):
         if items:
             out[self.path(STEERING_FILE)] = render_steering(items, self)
         return out
+
+
+def auto_shards(count):
+    """How many dnsmasq serve ``count`` segments when ``shards`` is 0: one up to
+    SEGMENTS_PER_SHARD, then one per SEGMENTS_PER_SHARD rounded up to a power of two, so the
+    number changes only when the cluster doubles (and then half the segments move)."""
+    needed = -(-count // SEGMENTS_PER_SHARD)
+    shards = 1
+    while shards < needed and shards < MAX_SHARDS:
+        shards *= 2
+    return shards
 
 
 def render_steering(segments, owner):
@@ -979,6 +1030,27 @@ def _stage(path, text):
         _unlink_quietly(tmp)
         raise EucaError("cannot write %s: %s" % (tmp, exc))
     return tmp
+
+
+def _run_all(argvs, namespace=None, at_once=32):
+    """Run the programs ``at_once`` at a time; CommandFailed naming the first that failed."""
+    failed = None
+    for first in range(0, len(argvs), at_once):
+        procs = []
+        for argv in argvs[first:first + at_once]:
+            full = in_namespace(argv, namespace)
+            try:
+                procs.append((full, subprocess.Popen(full, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                                     universal_newlines=True)))
+            except OSError as exc:
+                failed = failed or "cannot run %s: %s" % (" ".join(full), exc)
+        for full, proc in procs:
+            out, err = proc.communicate()
+            if proc.returncode != 0 and failed is None:
+                lines = "\n".join((err or out).strip().splitlines()[:20])
+                failed = "%s failed (rc=%d): %s" % (" ".join(full), proc.returncode, lines)
+        if failed:
+            raise CommandFailed(failed)
 
 
 def _tail(path, lines=5):
