@@ -83,6 +83,10 @@ def test_reconcile_records_what_the_node_reports(supervisor, guest_image, tmp_pa
     def reconcile(**more):
         run = play("reconcile.yml", **more)
         assert run.rc == 0, run.stdout[-5000:]
+        slowest = sorted(((ev["event_data"].get("duration") or 0, ev["event_data"].get("task")) for ev in run.events
+                          if ev.get("event") in ("runner_on_ok", "runner_on_failed")), reverse=True)[:4]
+        print("reconcile %.1f s, slowest tasks:" % timings["reconcile.yml"][-1],
+              ", ".join("%s %.1f s" % (task, duration) for duration, task in slowest))
         return run, run.task_result("Show what reconcile recorded and what it only reports")["msg"]
 
     def instances():
