@@ -226,3 +226,36 @@ def test_reconcile_records_what_the_node_reports(supervisor, guest_image, tmp_pa
     assert not {cloud, outside} & set(_netns.list_namespaces())
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
     assert leftover == [], leftover
+
+
+def test_instance_observed_module_check_mode_diff_and_idempotence(tmp_path):
+    from ansible_collections.euca.cloud.plugins.module_utils.ledger import cloud, db, groups, images, instances
+
+    url = str(tmp_path / "ledger.sqlite")
+    with db.Ledger(url) as handle:
+        with handle.write() as txn:
+            cloud.ensure_settings(txn, {"private_network": "10.20.0.0/16", "addresses_per_group": 16})
+            cloud.ensure_cluster(txn, "cluster_a")
+            cloud.ensure_node(txn, "nc1", "cluster_a", 2, 512, 20)
+            images.ensure_image(txn, "tiny", checksum="ab" * 32, size_bytes=1)
+            groups.ensure_group(txn, "web")
+            (iid,) = instances.ensure_instances(txn, name="w", group="web", image="tiny", count=1)["launched"]
+    args = dict(ledger=url, observations=[{"node": "nc1", "domains": [
+        {"name": iid, "state": "running", "reason": ""}, {"name": "i-0badc0de", "state": "stopped", "reason": "shutdown"}]}])
+
+    def state():
+        return run_module("euca.cloud.ledger_info", dict(ledger=url)).result["instances"][0]["state"]
+
+    dry = run_module("euca.cloud.instance_observed", args, check=True, diff=True)
+    assert not dry.failed and dry.changed and dry.result["launched"] == [iid], dry.result
+    assert dry.result["diff"] == {"before": {iid: dict(dry.result["diff"]["before"][iid], state="pending")},
+                                  "after": {iid: dict(dry.result["diff"]["before"][iid], state="running")}}
+    assert state() == "pending"  # check mode wrote nothing
+    real = run_module("euca.cloud.instance_observed", args, diff=True)
+    assert real.changed and state() == "running"
+    assert real.result["msg"] == ("pending -> running: %s; domains the ledger does not know (left alone): "
+                                  "i-0badc0de on nc1" % iid)
+    assert real.result["unknown"] == [{"id": "i-0badc0de", "node": "nc1", "state": "stopped", "ledger": "none"}]
+    assert any("i-0badc0de on nc1" in w for w in real.result["warnings"])
+    again = run_module("euca.cloud.instance_observed", args)
+    assert not again.changed and again.result["launched"] == [] and again.result["generation"] == real.result["generation"]
