@@ -170,3 +170,29 @@ def test_a_group_that_cannot_be_applied_keeps_what_it_has(netns):
     assert "icmp type echo-request accept" in text and "udp dport 53 accept" in text           # db's good rules, app
     assert "sg-dup" not in text and "dport 0" not in text
     assert out["warnings"] and any("left out" in w for w in out["warnings"])
+
+
+def test_an_elastic_ip_that_cannot_be_applied_keeps_its_mapping(netns):
+    """The NAT module with on_invalid=skip: a mapping outside the pool or a second elastic IP of
+    one instance is left out and named; an elastic IP left out keeps what it had; the rest converges."""
+    ns = netns()
+    ns.ip("link", "add", "pub", "type", "bridge")  # this kernel has no dummy links
+    ns.ip("link", "set", "pub", "up")
+    base = {"state": "overridden", "namespace": ns.name, "backend": "nft", "public_interface": "pub",
+            "public_ips": ["203.0.113.32/28"], "private_networks": ["10.128.0.0/16"]}
+    first = [{"public_ip": "203.0.113.33", "private_ip": "10.128.0.5"}]
+    assert run_module("euca.cloud.nat", dict(base, config=first)).changed
+    bad = [{"public_ip": "203.0.113.33", "private_ip": "10.128.0.300"},   # not an address: keeps 10.128.0.5
+           {"public_ip": "203.0.113.99", "private_ip": "10.128.0.6"},    # outside the pool
+           {"public_ip": "203.0.113.34", "private_ip": "10.128.0.7"},
+           {"public_ip": "203.0.113.35", "private_ip": "10.128.0.7"}]    # a second EIP of one instance
+    assert run_module("euca.cloud.nat", dict(base, config=bad)).failed  # strict: nothing changes
+    run = run_module("euca.cloud.nat", dict(base, config=bad, on_invalid="skip"))
+    assert not run.failed, run.result
+    left = dict((p["public_ip"], p) for p in run.result["left_out"])
+    assert set(left) == {"203.0.113.33", "203.0.113.99", "203.0.113.35"}, run.result["left_out"]
+    assert left["203.0.113.33"]["kept"] == "as applied before" and "outside the public_ips pool" in left["203.0.113.99"]["reason"]
+    text = ns.run("nft", "list", "ruleset").stdout
+    assert "203.0.113.33" in text and "10.128.0.5" in text and "10.128.0.7" in text
+    assert "203.0.113.35" not in text and "203.0.113.99" not in text
+    assert "203.0.113.34" in ns.ip("-4", "addr", "show", "dev", "pub").stdout

@@ -28,4 +28,15 @@ options:
     description:
       - Act inside this network namespace (it must exist), as the all-in-one sandbox does.
     type: str
+  on_invalid:
+    description:
+      - What to do with an item of O(config) that cannot be applied (or the part of one that cannot).
+      - V(fail) refuses the whole run before anything changes.
+      - V(skip) leaves it out, converges everything else, warns, and names what it left out, with the reason, in
+        RV(left_out); an item left out as a whole keeps what it has now. Only with O(state=merged) or
+        O(state=overridden). C(playbooks/network.yml) uses it, so that one tenant's bad record never stops the
+        rest of the cloud from converging.
+    type: str
+    choices: [fail, skip]
+    default: fail
 """

@@ -163,6 +163,7 @@ RULESET_ARGS = dict(
     CONFIG_ARGS,
     backend=dict(type="str", default="auto", choices=["auto", "nft", "iptables"]),
     generation=dict(type="int"),
+    on_invalid=dict(type="str", default="fail", choices=["fail", "skip"]),
 )
 
 

@@ -92,16 +92,6 @@ options:
     type: str
     choices: [merged, overridden, deleted, rendered]
     default: merged
-  on_invalid:
-    description:
-      - What to do with a group or rule in O(config) that cannot be applied (a port out of range, a bad CIDR or
-        name, an unknown source group, an overlapping subnet).
-      - V(fail) refuses the whole run before anything changes.
-      - V(skip) leaves it out, converges everything else, warns, and names what it left out in RV(left_out); a group
-        left out as a whole keeps the rules it has now. Only with O(state=merged) or O(state=overridden).
-    type: str
-    choices: [fail, skip]
-    default: fail
 """
 
 EXAMPLES = r"""
@@ -224,7 +214,6 @@ class FirewallModule(RulesetModule):
                 source_group=dict(type="str"),
             )),
         )),
-        on_invalid=dict(type="str", default="fail", choices=["fail", "skip"]),
     )
 
     def resource(self):

@@ -162,6 +162,24 @@ generation:
   returned: unless state is rendered
   type: int
   sample: 42
+left_out:
+  description:
+    - What was left out with O(on_invalid=skip), one item per mapping, with the reason; empty when everything was
+      applied.
+  returned: when O(on_invalid=skip)
+  type: list
+  elements: dict
+  contains:
+    public_ip:
+      description: The elastic IP of the mapping, as given.
+      type: str
+    reason:
+      description: Why it was left out.
+      type: str
+    kept:
+      description: Present when the elastic IP keeps the mapping applied before.
+      type: str
+  sample: [{public_ip: 203.0.113.40, reason: "elastic IP 203.0.113.40 is outside the public_ips pool 203.0.113.32/28; allocate it from the pool or widen public_ips"}]
 backend:
   description: The backend used (V(auto) resolved).
   returned: always

@@ -153,6 +153,14 @@ def converge(resource, config, state, check_mode=False, generation=None, contain
     problems = []
     if contain:
         desired, problems = resource.validate_contained(config or [])
+        unique = {}
+        for item in desired:
+            if item[resource.key] in unique:
+                problems.append({"key": None, "item": item[resource.key],
+                                 "reason": "%s %s is given twice; the first is applied" % (resource.noun, item[resource.key])})
+            else:
+                unique[item[resource.key]] = item
+        desired = list(unique.values())
     else:
         desired = resource.validate(config or [])
     if state == "rendered":

@@ -164,6 +164,35 @@ class NatResource(Resource):
         check_unique_private(mappings)
         return mappings
 
+    def validate_contained(self, items):
+        """The mappings that can be applied; one that cannot (a bad address, outside the pool) is
+        left out and keeps what is applied for its elastic IP now."""
+        mappings, problems = [], []
+        for item in items:
+            try:
+                mappings.append(normalize_mapping(item, self.options.pool))
+            except InvalidInput as exc:
+                public = item.get("public_ip") if isinstance(item, dict) else None
+                try:
+                    key = str(addressing.parse_address(public, "public_ip"))
+                except InvalidInput:
+                    key = None
+                problems.append({"key": key, "public_ip": public, "reason": exc.msg})
+        return mappings, problems
+
+    def contain_set(self, items):
+        """The mappings less a second elastic IP of a private address (the one that comes later)."""
+        seen, kept, problems = {}, [], []
+        for mapping in items:
+            other = seen.setdefault(mapping["private_ip"], mapping["public_ip"])
+            if other != mapping["public_ip"]:
+                problems.append({"key": mapping["public_ip"], "public_ip": mapping["public_ip"],
+                                 "reason": "private address %s is mapped from both %s and %s; disassociate one of them"
+                                 % (mapping["private_ip"], other, mapping["public_ip"])})
+                continue
+            kept.append(mapping)
+        return kept, problems
+
     def build(self, mappings):
         """The ruleset of the chosen backend for ``mappings``."""
         check_unique_private(mappings)
