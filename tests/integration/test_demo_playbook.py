@@ -93,18 +93,18 @@ def test_demo_scenario_converges_verifies_reconciles_and_cleans_up(supervisor, g
         assert dnsmasq
         for pid in dnsmasq:
             os.kill(pid, 9)
-        # and the SC: tgtd killed (supervisord starts a new one, which exports nothing)
+        # and the SC: tgtd killed (supervisord starts a new one, which replays sc_export's restore scripts)
         tgtd = supervisor.pid("euca-tgtd")
         os.kill(tgtd, 9)
         deadline = time.monotonic() + 30
-        while supervisor.pid("euca-tgtd") in (0, tgtd) or targets() is None:
-            assert time.monotonic() < deadline, "tgtd did not come back"
+        while supervisor.pid("euca-tgtd") in (0, tgtd) or volume not in (targets() or ""):
+            assert time.monotonic() < deadline, "tgtd did not come back with its export"
             time.sleep(0.5)
-        assert volume not in targets()
         broken = play("verify.yml", verify_retries=2)
         assert broken.rc != 0 and outside_http(web_ip) is None
         repaired = play("reconcile.yml")
-        assert repaired.rc == 0 and changed(repaired) >= 6, repaired.stdout[-4000:]
+        # nft tables, bridges, ...: tgtd's export (and, under a service manager, dnsmasq) came back by themselves
+        assert repaired.rc == 0 and changed(repaired) >= 4, repaired.stdout[-4000:]
         assert volume in (targets() or "")  # the export is back
         assert play("verify.yml").rc == 0
         assert changed(play("reconcile.yml")) == 0  # nothing left to repair
