@@ -246,6 +246,66 @@ class Systemd(Service):
         run(["systemctl", "daemon-reload"], check=False, timeout=self.timeout + 30)
 
 
+# ---------------------------------------------------------------- many programs of one manager at once
+# (a CC runs dozens of DHCP shards: one supervisorctl or systemctl call for all of them, not one each)
+def pids(services):
+    """{name: pid or None} of ``services`` (all of one manager), asked once."""
+    if not services:
+        return {}
+    first = services[0]
+    names = [svc.name for svc in services]
+    out = dict((name, None) for name in names)
+    if first.manager == SUPERVISORD:
+        rc, text, _err = first.ctl("status", *names)
+        for line in text.splitlines():
+            words = line.split()
+            if len(words) >= 4 and words[0] in out and words[1] == "RUNNING" and words[2] == "pid":
+                pid = words[3].rstrip(",")
+                out[words[0]] = int(pid) if pid.isdigit() else None
+        return out
+    rc, text, _err = run(["systemctl", "show", "--property=MainPID", "--value"] + ["%s.service" % n for n in names],
+                         check=False, timeout=first.timeout)
+    values = [v.strip() for v in text.splitlines() if v.strip()]
+    if rc == 0 and len(values) == len(names):
+        for name, value in zip(names, values):
+            out[name] = int(value) if value.isdigit() and value != "0" else None
+    return out
+
+
+def apply_all(load, restart, start):
+    """Load changed definitions (starting or restarting those programs), restart and start the
+    others: three lists of services of one manager, one call each."""
+    services = load + restart + start
+    if not services:
+        return
+    first = services[0]
+    if first.manager == SUPERVISORD:
+        if first._ensure_running():
+            return  # a new supervisord read every program file and autostarts them
+        for verb, group in (("update", load), ("restart", restart), ("start", start)):
+            if not group:
+                continue
+            rc, out, err = first.ctl(verb, *[svc.name for svc in group])
+            bad = [line for line in out.splitlines() if "ERROR" in line and "already started" not in line]
+            missing = [line.split(":")[0] for line in bad if "no such process" in line]
+            if missing and verb != "update":
+                rc2, out2, err2 = first.ctl("update", *missing)
+                bad = [line for line in bad if line.split(":")[0] not in missing] + \
+                    [line for line in out2.splitlines() if "ERROR" in line]
+            if bad:
+                raise EucaError("supervisorctl -c %s %s failed: %s" % (first.conf, verb, " | ".join(bad)))
+        return
+    units = lambda group: ["%s.service" % svc.name for svc in group]  # noqa: E731
+    if load:
+        first._systemctl("daemon-reload")
+        first._systemctl("enable", *units(load))
+        first._systemctl("restart", *units(load))
+    if restart:
+        first._systemctl("restart", *units(restart))
+    if start:
+        first._systemctl("enable", "--now", *units(start))
+
+
 def service(manager, name, argv, description, supervisor_conf=None, supervisor_programs_dir=None,
             systemd_units_dir=None, timeout=30.0):
     """The Service for ``manager`` (auto: detected), or None for ``none`` (the module runs the daemon itself)."""

@@ -575,13 +575,9 @@ class Shard:
             if name in staged:
                 os.rename(staged.pop(name), self.path(name))
 
-    def act(self, writes, action):
-        """Start, restart (through the manager, if any) or reload dnsmasq. Without a manager,
-        starts and restarts are Dhcp.apply's, all shards at once."""
-        if self.service and action in (START, RESTART):
-            self._service_start(action, SERVICE in writes)
-        elif action == RELOAD:
-            os.kill(self.pid, signal.SIGHUP)
+    def reload(self):
+        """SIGHUP to our dnsmasq (its pid passed the checks of running_pid): it re-reads its hosts file."""
+        os.kill(self.pid, signal.SIGHUP)
 
     def stop_and_remove(self):
         if self.service:
@@ -596,35 +592,6 @@ class Shard:
                 if exc.errno != errno.ENOENT:
                     raise EucaError("cannot remove %s: %s" % (path, exc))
         self.pid = None
-
-    def _service_start(self, action, definition_changed):
-        """Start or restart dnsmasq through the service manager, then wait for its pid."""
-        old = self.pid
-        if old and self.service.pid() != old:
-            # ours (the checks passed) but not the manager's child: started by this module
-            # before it used a service manager; it holds its port, so it goes first
-            self._stop(old)
-            self.pid = None
-        if definition_changed:
-            self.service.load()  # supervisord: adds and starts, or restarts; systemd: daemon-reload, restart
-        elif action == RESTART and self.pid:
-            self.service.restart()
-        else:
-            self.service.start()
-        self.pid = self._await_pid(old)
-
-    def _await_pid(self, old):
-        """The pid of the new dnsmasq once it runs (its pid file written, the manager agreeing)."""
-        deadline = time.time() + self.owner.start_timeout
-        while True:
-            pid = self.running_pid()
-            if pid and pid != old and self.service.pid() == pid:
-                return pid
-            if time.time() > deadline:
-                raise EucaError("%s did not come up under %s within %ss (see %s): %s"
-                                % (self.label, self.service.describe(), self.owner.start_timeout, self.path("log"),
-                                   _tail(self.path("log"))))
-            time.sleep(0.05)
 
     def _stop(self, pid):
         os.kill(pid, signal.SIGTERM)
@@ -886,8 +853,11 @@ class Dhcp(Resource):
                 shard.swap(staged.pop(id(shard)))
             self._start_plain([(shard, action) for shard, _w, action in serving
                                if not shard.service and action in (START, RESTART)])
-            for shard, shard_writes, action in serving:
-                shard.act(shard_writes, action)
+            self._start_managed([(shard, shard_writes, action) for shard, shard_writes, action in serving
+                                 if shard.service and action in (START, RESTART)])
+            for shard, _w, action in serving:
+                if action == RELOAD:
+                    shard.reload()
             # the shards serve their ports before port 67 is steered to them (or back to the only one)
             if steer_change:
                 self._load_steering(steering)
@@ -924,6 +894,44 @@ class Dhcp(Resource):
         finally:
             for shard, _a in todo:
                 shard.pid = shard.running_pid()
+
+    def _start_managed(self, todo):
+        """Start and restart dnsmasq through the service manager, all shards with one call per
+        verb, then wait until each runs (its pid file written, the manager agreeing)."""
+        if not todo:
+            return
+        known = supervised.pids([shard.service for shard, _w, _a in todo])
+        old = dict((id(shard), shard.pid) for shard, _w, _a in todo)
+        for shard, _w, _a in todo:
+            if shard.pid and known.get(shard.service.name) != shard.pid:
+                # ours (the checks passed) but not the manager's child: started by this module
+                # before it used a service manager; it holds its port, so it goes first
+                shard._stop(shard.pid)
+                shard.pid = None
+        load = [shard.service for shard, writes, _a in todo if SERVICE in writes]
+        restart = [shard.service for shard, writes, action in todo
+                   if SERVICE not in writes and action == RESTART and shard.pid]
+        start = [shard.service for shard, writes, action in todo
+                 if SERVICE not in writes and not (action == RESTART and shard.pid)]
+        # supervisord: update adds and starts, or restarts; systemd: daemon-reload, restart
+        supervised.apply_all(load, restart, start)
+        pending = [shard for shard, _w, _a in todo]
+        deadline = time.time() + self.start_timeout
+        while pending:
+            known = supervised.pids([shard.service for shard in pending])
+            for shard in list(pending):
+                pid = shard.running_pid()
+                if pid and pid != old[id(shard)] and known.get(shard.service.name) == pid:
+                    shard.pid = pid
+                    pending.remove(shard)
+            if not pending:
+                return
+            if time.time() > deadline:
+                shard = pending[0]
+                raise EucaError("%s did not come up under %s within %ss (see %s): %s"
+                                % (shard.label, shard.service.describe(), self.start_timeout, shard.path("log"),
+                                   _tail(shard.path("log"))))
+            time.sleep(0.1)
 
     def _load_steering(self, steering):
         table = "table ip %s" % STEERING_TABLE
