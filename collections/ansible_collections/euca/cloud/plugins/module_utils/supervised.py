@@ -272,6 +272,10 @@ def pids(services):
     return out
 
 
+def _units(group):
+    return ["%s.service" % svc.name for svc in group]
+
+
 def apply_all(load, restart, start):
     """Load changed definitions (starting or restarting those programs), restart and start the
     others: three lists of services of one manager, one call each."""
@@ -295,15 +299,14 @@ def apply_all(load, restart, start):
             if bad:
                 raise EucaError("supervisorctl -c %s %s failed: %s" % (first.conf, verb, " | ".join(bad)))
         return
-    units = lambda group: ["%s.service" % svc.name for svc in group]  # noqa: E731
     if load:
         first._systemctl("daemon-reload")
-        first._systemctl("enable", *units(load))
-        first._systemctl("restart", *units(load))
+        first._systemctl("enable", *_units(load))
+        first._systemctl("restart", *_units(load))
     if restart:
-        first._systemctl("restart", *units(restart))
+        first._systemctl("restart", *_units(restart))
     if start:
-        first._systemctl("enable", "--now", *units(start))
+        first._systemctl("enable", "--now", *_units(start))
 
 
 def service(manager, name, argv, description, supervisor_conf=None, supervisor_programs_dir=None,
