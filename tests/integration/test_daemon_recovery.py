@@ -41,7 +41,7 @@ from harness.supervisor import Supervisor
 pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(900)]
 
 INVENTORY = str(REPO_ROOT / "inventories" / "sandbox")
-WALRUS_PORT = 18776
+WALRUS_PORT = 18782  # distinct from every other test's Walrus (18773, 18774, 18776, 18779)
 RECOVERY_LIMIT = 30  # seconds; the goal is 10 (measured: see the printed times)
 PROBE = os.path.join(os.path.dirname(_netns.__file__), "aoe_probe.py")
 AOE_VOLUME = "vol-0000dead"
