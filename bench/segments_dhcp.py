@@ -17,7 +17,8 @@ each) by one ``ip -batch`` and one ``bridge -batch``, and one dnsmasq is started
 configuration for them, IPv6 off in that namespace beforehand (the segment module turns it off
 per link). The bare run goes first, so the modules' run has its 8,000 links in the kernel
 already. The modules' DHCP is what network.yml deploys: shards chosen from the number of
-segments (64 dnsmasq for 4,000), each started and checked (dnsmasq --test) on its own.
+segments (64 dnsmasq for 4,000; P3_DHCP_SHARDS=1 for one), checked (dnsmasq --test) and started
+32 at a time.
 
 Both tasks use report=summary, as playbooks/network.yml does: with report=full each result
 carries the 4,000 items twice plus every command (1.4-1.8 MB per task).
@@ -124,7 +125,8 @@ def main():
         os.chmod(tmp, 0o755)
         segments, dhcp = desired()
         with open(os.path.join(tmp, "vars.json"), "w") as handle:
-            json.dump({"segments": segments, "dhcp": dhcp, "ns": ns, "state_dir": os.path.join(tmp, "dhcp")}, handle)
+            extra = {"shards": int(os.environ["P3_DHCP_SHARDS"])} if os.environ.get("P3_DHCP_SHARDS") else {}
+            json.dump(dict(extra, segments=segments, dhcp=dhcp, ns=ns, state_dir=os.path.join(tmp, "dhcp")), handle)
         with open(os.path.join(tmp, "play.yml"), "w") as handle:
             handle.write("""
 - hosts: localhost
@@ -146,6 +148,7 @@ def main():
         state_dir: "{{ state_dir }}"
         user: root
         namespace: "{{ ns }}"
+        shards: "{{ shards | default(omit) }}"
 """)
         env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
                    ANSIBLE_COLLECTIONS_PATH=os.path.join(ROOT, "collections"), PATH=BIN + os.pathsep + os.environ["PATH"])
