@@ -66,9 +66,13 @@ DEFAULT_LEDGER = "/var/lib/euca/clc/ledger.sqlite"
 # Any constant works; it only has to be the same for every writer of one database.
 _PG_WRITE_LOCK = 0x6575636131  # "euca1"
 _PG_BEGIN_WRITE = "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(%d)" % _PG_WRITE_LOCK
-# ... and the generation, read after the lock (READ COMMITTED: a fresh snapshot per statement).
-_PG_BEGIN_WRITE_GENERATION = _PG_BEGIN_WRITE + "; SELECT value FROM ledger_meta WHERE key = 'generation'"
 _BUMP = "UPDATE ledger_meta SET value = value + 1 WHERE key = 'generation'"
+# Once the schema is in place, the generation read every write opens with is prepared (planned
+# once per connection, not at each simple query). psycopg deallocates every prepared statement
+# of a connection after a ROLLBACK, DROP or ALTER, so it is prepared again when found missing.
+_PG_PREPARE = "PREPARE euca_generation AS SELECT value FROM ledger_meta WHERE key = 'generation'"
+# ... and the generation, read after the lock (READ COMMITTED: a fresh snapshot per statement).
+_PG_BEGIN_WRITE_GENERATION = _PG_BEGIN_WRITE + "; EXECUTE euca_generation"
 
 
 def is_postgres_url(url):
@@ -175,6 +179,8 @@ class Ledger:
         self.dialect = "postgresql" if is_postgres_url(self.url) else "sqlite"
         # whether the schema is known to be in place (ledger_meta can be read at BEGIN)
         self._migrated = False
+        # whether euca_generation is (believed) prepared on this PostgreSQL connection
+        self._pg_prepared = False
         self._conn = self._connect()
         if migrate:
             from ansible_collections.euca.cloud.plugins.module_utils.ledger import schema
@@ -254,16 +260,29 @@ class Ledger:
             if not writable:
                 self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 return None
-            try:
-                # One simple query (no parameters): one round trip for all its statements.
-                cur = self._conn.execute(_PG_BEGIN_WRITE_GENERATION if self._migrated else _PG_BEGIN_WRITE)
-            except load_psycopg().errors.LockNotAvailable:
-                self._conn.execute("ROLLBACK")
-                raise LedgerUnavailable("the ledger stayed locked by another writer for %ss" % self.timeout)
+            errors = load_psycopg().errors
+            for attempt in (1, 2, 3):
+                query = _PG_BEGIN_WRITE
+                if self._migrated:
+                    query = _PG_BEGIN_WRITE_GENERATION if self._pg_prepared else _PG_PREPARE + "; " + _PG_BEGIN_WRITE_GENERATION
+                try:
+                    # One simple query (no parameters): one round trip for all its statements.
+                    cur = self._conn.execute(query)
+                    break
+                except errors.LockNotAvailable:
+                    self._conn.execute("ROLLBACK")
+                    raise LedgerUnavailable("the ledger stayed locked by another writer for %ss" % self.timeout)
+                except (errors.InvalidSqlStatementName, errors.DuplicatePreparedStatement):
+                    # deallocated since (psycopg does after a ROLLBACK), or still there: open again
+                    self._conn.execute("ROLLBACK")
+                    if attempt == 3:
+                        raise
+                    self._pg_prepared = not self._pg_prepared
             if not self._migrated:
                 return None
-            cur.nextset()  # the lock's result
-            cur.nextset()  # the generation's
+            self._pg_prepared = True
+            while cur.nextset():  # to the last result: the generation's
+                pass
             found = cur.fetchall()
             return int(found[0]["value"]) if found else None
         try:
@@ -287,6 +306,7 @@ class Ledger:
             yield txn
             self._finish(txn, dry_run)
         except BaseException:
+            self._pg_prepared = False
             # Also after a failed COMMIT: the transaction is still open then.
             try:
                 self._conn.execute("ROLLBACK")
@@ -297,6 +317,8 @@ class Ledger:
     def _finish(self, txn, dry_run):
         """Advance the generation if anything changed, then commit (or roll back a dry run)."""
         end = "ROLLBACK" if dry_run else "COMMIT"
+        if dry_run:
+            self._pg_prepared = False
         if not txn.dirty:
             txn.generation = txn.current_generation()
         elif self.dialect == "sqlite":
@@ -322,4 +344,6 @@ class Ledger:
         try:
             yield txn
         finally:
-            self._conn.execute("ROLLBACK")
+            # COMMIT of a read-only transaction ends it as ROLLBACK would (an aborted one is
+            # rolled back), and psycopg keeps its prepared statements after a COMMIT.
+            self._conn.execute("COMMIT" if self.dialect == "postgresql" else "ROLLBACK")
