@@ -20,7 +20,7 @@ import sqlite3
 import netaddr
 import pytest
 
-from ansible_collections.euca.cloud.plugins.module_utils.errors import Exhausted
+from ansible_collections.euca.cloud.plugins.module_utils.errors import Exhausted, NotFound
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import (
     addressing, allocator, cloud, db, groups, images, instances, schema,
 )
@@ -250,3 +250,26 @@ def test_an_instance_id_drawn_twice_is_drawn_again_never_reused(ledger_url, monk
         with ledger.read() as txn:
             assert instances.get_instance(txn, old["id"])["state"] == "terminated"
             assert txn.value("SELECT COUNT(*) FROM instances WHERE id = ?", old["id"]) == 1
+
+
+def test_what_a_launch_reads_at_once_is_what_the_ledger_lookups_say(ledger_url):
+    from ansible_collections.euca.cloud.plugins.module_utils.ledger import settings
+
+    with db.Ledger(ledger_url, timeout=30) as ledger:
+        seed(ledger)
+        with ledger.write() as txn:
+            cloud.ensure_settings(txn, {"public_ips": ["203.0.113.0/30"]})
+            reads = allocator.launch_reads(txn, "a", "img", 2)
+            merged = dict(settings.DEFAULTS)
+            merged.update(reads["settings"])
+            assert merged == settings.load(txn)
+            assert reads["subnet"] == groups.get_group(txn, "a")["subnet"]
+            image = images.resolve(txn, "img", "machine")
+            assert reads["image"] == {"id": image["id"], "kind": "machine"}
+            assert allocator.launch_reads(txn, "a", image["id"], 1)["image"]["id"] == image["id"]
+            assert reads["nodes"] == allocator.candidates(txn)
+        for group, image, error, match in (("nope", "img", NotFound, "unknown security group 'nope'"),
+                                            ("a", "nope", NotFound, "unknown image 'nope'")):
+            with pytest.raises(error, match=match):
+                with ledger.write() as txn:
+                    instances.ensure_instances(txn, name="w", group=group, image=image, count=1)

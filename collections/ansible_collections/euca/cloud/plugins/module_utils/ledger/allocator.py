@@ -22,6 +22,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import random
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Exhausted
@@ -49,6 +50,15 @@ _LAUNCH = (
     "UNION ALL SELECT 2, NULL, NULL, host, NULL, NULL, NULL FROM "
     "(SELECT host FROM free_addresses WHERE group_name = ? ORDER BY host LIMIT ?) f "
     "ORDER BY part, name, a"
+)
+# ... and the settings (part 3), the group's subnet (part 4) and the image (part 5): all a
+# launch reads before it writes, in one round trip.
+_LAUNCH_ALL = _LAUNCH.replace(
+    "ORDER BY part, name, a",
+    "UNION ALL SELECT 3, key, value, NULL, NULL, NULL, NULL FROM settings "
+    "UNION ALL SELECT 4, subnet, NULL, NULL, NULL, NULL, NULL FROM security_groups WHERE name = ? "
+    "UNION ALL SELECT 5, id, kind, NULL, NULL, NULL, NULL FROM images WHERE id = ? OR name = ? "
+    "ORDER BY part, name, a",
 )
 
 
@@ -78,6 +88,43 @@ def candidates(txn, cluster=None):
         "instances": int(row["used_instances"]),
         "free": dict((r, int(row[r]) - int(row["used_" + r])) for r in scheduler.RESOURCES),
     } for row in rows]
+
+
+def launch_reads(txn, group, image, count, cluster=None):
+    """Everything a launch reads, in one query.
+
+    Returns ``settings`` (the stored settings, decoded: settings.load puts them over the
+    defaults), ``subnet`` (the group's, None for an unknown group), ``image`` (``{id, kind}``
+    of the image ``image`` names by id or name, None if none), ``nodes`` (as candidates()
+    gives them) and what plan() needs of the group's bookkeeping.
+    """
+    rows = txn.rows(_LAUNCH_ALL.format(cluster=" AND n.cluster = ?" if cluster else ""),
+                    *([cluster] if cluster else []) + [group, group, count, group, image, image])
+    out = {"settings": {}, "subnet": None, "image": None, "cursor": None, "free": [], "count": count}
+    out["nodes"] = [{"name": r["name"], "cluster": r["cluster"], "instances": int(r["d"]),
+                     "free": {"cores": int(r["a"]), "memory_mb": int(r["b"]), "disk_gb": int(r["c"])}}
+                    for r in rows if r["part"] == 0]
+    for r in rows:
+        if r["part"] == 1:
+            out["cursor"] = (r["name"], int(r["a"]))
+        elif r["part"] == 2:
+            out["free"].append(int(r["a"]))
+        elif r["part"] == 3:
+            out["settings"][r["name"]] = json.loads(r["cluster"])
+        elif r["part"] == 4:
+            out["subnet"] = r["name"]
+        elif r["part"] == 5 and out["image"] is None:
+            out["image"] = {"id": r["name"], "kind": r["cluster"]}
+    return out
+
+
+def plan(txn, group, subnet, reads):
+    """The lowest free hosts for the launch ``reads`` (launch_reads) was read for."""
+    if reads["cursor"] is not None and reads["cursor"][0] == str(subnet):
+        hosts = _hosts(subnet, reads["count"], reads["cursor"][1], reads["free"])
+        if hosts is not None:
+            return hosts
+    return plan_hosts(txn, group, subnet, reads["count"])
 
 
 def launch_plan(txn, group, subnet, count, cluster=None):

@@ -97,16 +97,23 @@ def launch(txn, name, group, image, instance_type, count, cluster=None, policy=N
     # imported here: this function is the only user
     from ansible_collections.euca.cloud.plugins.module_utils.ledger import allocator
 
-    conf = settings.load(txn)
+    # One query reads the settings, the group, the image, the candidate nodes and the group's
+    # lowest free addresses; the ledger's own lookups run only to refuse (with their words).
+    reads = allocator.launch_reads(txn, group, image, count, cluster)
+    conf = dict(settings.DEFAULTS)  # as settings.load: the stored values over the defaults
+    conf.update(reads["settings"])
     need = resolve_type(conf, instance_type)
-    group_row = groups.get_group(txn, group)
-    image_row = images.resolve(txn, image, "machine")
+    if reads["subnet"] is None:
+        groups.get_group(txn, group)  # raises NotFound
+    image_row = reads["image"]
+    if image_row is None or image_row["kind"] != "machine":
+        image_row = images.resolve(txn, image, "machine")  # raises NotFound or InvalidInput
     if cluster:
         get_cluster(txn, cluster)
     policy = policy or conf["scheduler"]
-    subnet = addressing.parse_network(group_row["subnet"], "subnet")
-    # one query: the candidate nodes and the group's lowest free addresses
-    nodes, hosts = allocator.launch_plan(txn, group, subnet, count, cluster)
+    subnet = addressing.parse_network(reads["subnet"], "subnet")
+    nodes = reads["nodes"]
+    hosts = allocator.plan(txn, group, subnet, reads)
     placed, cursor = scheduler.place(nodes, need, count, policy, conf.get("roundrobin_cursor"))
     clusters = dict((n["name"], n["cluster"]) for n in nodes)
     reservation = ids.new_id(txn, "reservation")
