@@ -140,7 +140,7 @@ def test_an_instance_changed_since_the_poll_is_not_overturned(ledger):
     (b,) = launch(ledger, "late")
     out = record(ledger, [{"node": "nc1", "expected": polled, "domains": [dom(a)]}])
     assert not out["changed"] and states(ledger)[a][0] == "stopped" and states(ledger)[b][0] == "pending"
-    assert sorted(s["id"] for s in out["skipped"]) == sorted([a, b])
+    assert sorted(s["id"] for s in out["superseded"]) == sorted([a, b])
     # polled after the stop, the running domain is the truth
     out = record(ledger, [{"node": "nc1", "expected": [{"id": a, "state": "stopped"}], "domains": [dom(a)]}])
     assert out["started"] == [{"id": a, "node": "nc1"}]

@@ -306,7 +306,7 @@ def record_observations(txn, observations):
     - ``unknown``: a domain on a node that the ledger does not place there live (no record, a terminated
       one, or one placed on another node; e.g. after an older ledger was restored). Never removed here: the
       operator decides (reconcile.yml ``-e purge_unknown=true``).
-    - ``skipped``: instances whose ledger state changed since the node was polled (``expected``): a concurrent
+    - ``superseded``: instances whose ledger state changed since the node was polled (``expected``): a concurrent
       operation's intent is newer than the observation, so it is not overturned.
 
     Idempotent: the same observations a second time change nothing. Returns the lists above, ``before`` and
@@ -314,7 +314,7 @@ def record_observations(txn, observations):
     """
     nodes = _observations(observations)
     report = dict((key, []) for key in ("launched", "started", "stopped", "terminated", "pending", "gone", "crashed",
-                                        "unknown", "skipped"))
+                                        "unknown", "superseded"))
     before, after = [], []
     observed_nodes = set(node for node, _e, _d, _f in nodes)
     known = txn.rows("SELECT name FROM nodes ORDER BY name")
@@ -341,7 +341,7 @@ def record_observations(txn, observations):
             why = dom["reason"] if dom else ""
             if expected is not None and expected.get(iid) != state:
                 if seen != ("running" if state == "pending" else state):
-                    report["skipped"].append({"id": iid, "node": node, "state": state, "observed": seen,
+                    report["superseded"].append({"id": iid, "node": node, "state": state, "observed": seen,
                                               "why": "its ledger state changed since the node was polled"
                                               if iid in expected else "launched after the node was polled"})
                 continue
@@ -392,7 +392,7 @@ def observation_summary(report):
                        ("stopped", "running -> stopped"), ("terminated", "did not start, terminated"),
                        ("pending", "still pending"), ("gone", "gone from their node"),
                        ("crashed", "crashed"), ("unknown", "domains the ledger does not know (left alone)"),
-                       ("skipped", "changed since the poll, skipped")):
+                       ("superseded", "changed since the poll, left as the ledger says")):
         items = report.get(key) or []
         if items:
             ids = ", ".join((i if isinstance(i, str) else "%s on %s" % (i["id"], i["node"])) for i in items)
