@@ -22,7 +22,6 @@ import subprocess
 import time
 from dataclasses import dataclass
 from ipaddress import ip_address, ip_network
-from typing import Optional
 
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import db, slices
 from ansible_collections.euca.cloud.plugins.module_utils.net import ledger_view
@@ -57,7 +56,7 @@ class Cloud:
 
 def _ns(cloud, *argv):
     return subprocess.run(["ip", "netns", "exec", cloud.namespace, *argv], capture_output=True, text=True,
-                          timeout=60, check=True).stdout
+                          timeout=180, check=True).stdout
 
 
 def read_ledger(cloud):
@@ -159,7 +158,7 @@ def read_links(cloud):
 def read_nft(cloud, table):
     """The text of ``nft list table ip TABLE`` in the cloud's namespace ('' when it is not there)."""
     got = subprocess.run(["ip", "netns", "exec", cloud.namespace, "nft", "list", "table", "ip", table],
-                         capture_output=True, text=True, timeout=60)
+                         capture_output=True, text=True, timeout=180)
     return got.stdout if got.returncode == 0 else ""
 
 
@@ -174,7 +173,7 @@ def read_targets(cloud):
     """target id -> {backing stores, ACL} of tgtd's iSCSI targets (None when tgtd does not answer)."""
     got = subprocess.run(["tgtadm", "-C", "0", "--lld", "iscsi", "--op", "show", "--mode", "target"],
                          env=dict(os.environ, TGT_IPC_SOCKET=cloud.tgt_socket), capture_output=True, text=True,
-                         timeout=60)
+                         timeout=180)
     if got.returncode != 0:
         return None
     targets, current, section = {}, None, None
@@ -451,7 +450,7 @@ def _violations(cloud: Cloud) -> list:
     return out
 
 
-def assert_none(cloud: Cloud, where: str, lease_wait: float = 0.0, allowed: Optional[list] = None) -> None:
+def assert_none(cloud: Cloud, where: str, lease_wait: float = 0.0) -> None:
     found = violations(cloud, lease_wait=lease_wait)
     if found:
         raise AssertionError("%s: the ledger and the hosts disagree:\n  %s" % (where, "\n  ".join(found)))

@@ -6,8 +6,9 @@ Ansible goes on. ``run(...)`` reads the stream; at the kill point it sends SIGKI
 ansible-playbook's process group and to every process below it (its workers leave the group with
 setsid, and the modules they run are their children) while the callback is still blocked, so
 "right after task N ended" is exact. A ``delay`` kills that many seconds after the point
-instead (the modules of the next task are then in flight). Without a kill point the playbook runs to
-its end and the events are its stream, from which a test picks its kill points.
+instead (the task's module is then in flight), or right after the task's end if that comes first.
+Without a kill point the playbook runs to its end and the events are its stream, from which a test
+picks its kill points.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class KillPointMissed(AssertionError):
 @dataclass(frozen=True)
 class KillPoint:
     """Kill when the ``nth`` event of ``kind`` (start, item, end) for the task named ``task`` arrives,
-    or ``delay`` seconds after it."""
+    or ``delay`` seconds after it (at the latest right after that task's end)."""
 
     kind: str
     task: str
@@ -55,6 +56,7 @@ class Outcome:
     log: str = field(repr=False)
     killed: bool = False
     seconds: float = 0.0
+    landed: Optional[str] = None  # where the kill landed: start, end, or in flight (a delayed kill)
 
     def tasks(self, kind="end"):
         return [e["task"] for e in self.events if e["kind"] == kind]
@@ -81,7 +83,7 @@ def run(playbook, inventory, extravars: dict, kill: Optional[KillPoint] = None, 
                             pass_fds=(ev_w, ack_r), start_new_session=True)
     os.close(ev_w)
     os.close(ack_r)
-    events, seen, killed, kill_at = [], 0, False, None
+    events, seen, killed, kill_at, landed = [], 0, False, None, None
     buf = b""
     try:
         while True:
@@ -93,7 +95,7 @@ def run(playbook, inventory, extravars: dict, kill: Optional[KillPoint] = None, 
             ready, _, _ = select.select([ev_r], [], [], max(wait, 0))
             if kill_at is not None and time.monotonic() >= kill_at:
                 _kill(proc)
-                killed = True
+                killed, landed = True, "in flight"
                 break
             if not ready:
                 continue
@@ -104,14 +106,21 @@ def run(playbook, inventory, extravars: dict, kill: Optional[KillPoint] = None, 
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
                 event = json.loads(line)
+                event["t"] = time.monotonic() - start
                 events.append(event)
+                if (kill_at is not None and event["kind"] == "end" and event["task"] == kill.task
+                        and event.get("host") is not None):
+                    # the task ended before the delay ran out: kill right after it, not later
+                    _kill(proc)
+                    killed = landed = "end"
+                    break
                 if (kill is not None and not killed and kill_at is None and event["kind"] == kill.kind
                         and event["task"] == kill.task):
                     seen += 1
                     if seen == kill.nth:
                         if not kill.delay:
                             _kill(proc)
-                            killed = True
+                            killed, landed = True, kill.kind
                             break
                         kill_at = time.monotonic() + kill.delay
                 try:
@@ -138,7 +147,8 @@ def run(playbook, inventory, extravars: dict, kill: Optional[KillPoint] = None, 
                               % (playbook, rc, kill, [e["task"] for e in events if e["kind"] == "start"], log[-3000:]))
     if killed and rc != -signal.SIGKILL:
         raise AssertionError("%s was to die of SIGKILL at %s but exited %s" % (playbook, kill, rc))
-    return Outcome(rc=rc, events=events, log=log, killed=killed, seconds=time.monotonic() - start)
+    return Outcome(rc=rc, events=events, log=log, killed=bool(killed), seconds=time.monotonic() - start,
+                   landed=landed)
 
 
 def _children():
