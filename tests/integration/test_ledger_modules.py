@@ -238,7 +238,7 @@ def test_bad_input_fails_with_a_clear_message_and_changes_nothing(tmp_path):
         ("host bits", "euca.cloud.security_group", {"name": "x", "subnet": "10.1.2.3/16"},
          "subnet 10.1.2.3/16 has host bits set; did you mean 10.1.0.0/16?"),
         ("rule host bits", "euca.cloud.security_group", {"name": "web", "rules": [{"from_port": 22, "cidr": "10.1.2.3/16"}]},
-         "group web rule cidr 10.1.2.3/16 has host bits set"),
+         "group web tcp rule cidr 10.1.2.3/16 has host bits set"),
         ("count and exact_count", "euca.cloud.instance",
          {"name": "w", "group": "web", "image": "tiny", "count": 1, "exact_count": 1},
          "parameters are mutually exclusive: count|exact_count"),

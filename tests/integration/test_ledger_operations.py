@@ -101,7 +101,7 @@ def test_groups_get_distinct_segments_and_slices(seeded):
     ({"segment_id": 4095}, InvalidInput, "tags 0 and 4095 are reserved"),
     ({"segment_id": 10}, Conflict, "segment_id 10 already belongs to security group web"),
     ({"rules": [{"protocol": "tcp", "from_port": 22, "source_group": "nope"}]}, NotFound, "unknown security group 'nope'"),
-    ({"rules": [{"protocol": "tcp", "from_port": 70000, "cidr": "0.0.0.0/0"}]}, InvalidInput, "outside 0-65535"),
+    ({"rules": [{"protocol": "tcp", "from_port": 70000, "cidr": "0.0.0.0/0"}]}, InvalidInput, "from_port 70000 is outside 1-65535"),
     ({"rules": [{"protocol": "tcp", "from_port": 22, "cidr": "0.0.0.0/0", "source_group": "web"}]}, InvalidInput, "exactly one"),
 ])
 def test_bad_groups_are_refused_whole(seeded, kwargs, error, match):

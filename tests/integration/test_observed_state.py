@@ -17,7 +17,6 @@ directories and a private supervisord) with real QEMU guests:
 
 import os
 import signal
-import sqlite3
 import subprocess
 import time
 
@@ -126,9 +125,9 @@ def test_reconcile_records_what_the_node_reports(supervisor, guest_image, tmp_pa
             assert reg.rc == 0, reg.stdout[-3000:]
         group = run_module("euca.cloud.security_group", dict(ledger=ledger, name="web"))
         assert not group.failed, group.result.get("msg")
-        backup = tmp_path / "ledger-before-launch.sqlite"
-        with sqlite3.connect(ledger) as src, sqlite3.connect(str(backup)) as dst:
-            src.backup(dst)
+        backups = tmp_path / "backups"
+        taken = play("backup-ledger.yml", backup_dir=str(backups))
+        assert taken.rc == 0, taken.stdout[-3000:]
 
         # ---- run-instances killed right after its reservation; one more reserved that cannot start
         started = time.monotonic()
@@ -202,12 +201,13 @@ def test_reconcile_records_what_the_node_reports(supervisor, guest_image, tmp_pa
         assert domains() == {web[0]: libvirt.VIR_DOMAIN_SHUTOFF, web[1]: libvirt.VIR_DOMAIN_RUNNING}
         assert [instances()[i]["state"] for i in web] == ["stopped", "running"]
 
-        # ---- an older ledger restored: the two domains are unknown to it, reported and left alone
-        with sqlite3.connect(str(backup)) as src, sqlite3.connect(ledger) as dst:
-            src.backup(dst)
-            # the data plane refuses a generation older than the one it applied: a restore moves the restored
-            # ledger's generation past every one handed out before (restore-ledger.yml's job; done by hand here)
-            dst.execute("UPDATE ledger_meta SET value = value + 1000 WHERE key = 'generation'")
+        # ---- the ledger file is lost; the last backup (taken before the launch) is restored: the two domains
+        # are unknown to it, reported and left alone
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(ledger + suffix):
+                os.unlink(ledger + suffix)
+        restored = play("restore-ledger.yml", backup_dir=str(backups))
+        assert restored.rc == 0, restored.stdout[-3000:]
         assert instances() == {}
         _run, summary = reconcile()
         assert sorted((u["id"], u["node"], u["ledger"]) for u in summary["unknown"]) == [
