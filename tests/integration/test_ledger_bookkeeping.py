@@ -22,8 +22,9 @@ import pytest
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Exhausted, NotFound
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import (
-    addressing, allocator, cloud, db, groups, images, instances, schema,
+    allocator, cloud, db, groups, images, instances, schema,
 )
+from ansible_collections.euca.cloud.plugins.module_utils.model import addressing
 
 CHECKSUM = "cd" * 32
 

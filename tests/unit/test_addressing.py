@@ -4,7 +4,7 @@ import netaddr
 import pytest
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Exhausted, InvalidInput
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing
+from ansible_collections.euca.cloud.plugins.module_utils.model import addressing
 
 
 @pytest.mark.parametrize("text", ["10.0.0.0/33", "10.0.0.300/24", "not-a-cidr", "10.0.0.0", "2001:db8::/64", ""])

@@ -3,7 +3,7 @@
 import pytest
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Exhausted
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing
+from ansible_collections.euca.cloud.plugins.module_utils.model import addressing
 
 
 @pytest.mark.parametrize("text,value", [("10.0.0.1", 0x0A000001), ("255.255.255.255", 0xFFFFFFFF), ("0.0.0.0", 0)])

@@ -24,7 +24,8 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import EucaError
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing, db
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import db
+from ansible_collections.euca.cloud.plugins.module_utils.model import addressing
 from ansible_collections.euca.cloud.plugins.module_utils.net import config as net_config
 from ansible_collections.euca.cloud.plugins.module_utils.process import check_namespace
 

@@ -306,7 +306,7 @@ from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.euca.cloud.plugins.module_utils.base import CONFIG_ARGS, ConfigModule
 from ansible_collections.euca.cloud.plugins.module_utils.net import segments
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing
+from ansible_collections.euca.cloud.plugins.module_utils.model import addressing
 
 SEGMENT_OPTIONS = dict(
     id=dict(type="int", required=True),

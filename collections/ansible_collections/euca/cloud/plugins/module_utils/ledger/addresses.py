@@ -12,7 +12,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, InvalidInput
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing, ids, settings
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import settings
+from ansible_collections.euca.cloud.plugins.module_utils.model import addressing
+from ansible_collections.euca.cloud.plugins.module_utils.model import names
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.instances import get_instance
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.schema import now
 
@@ -65,7 +67,7 @@ def ensure_address(txn, public_ip=None, name=None, instance=None, state="present
     if state not in STATES:
         raise InvalidInput("state must be one of %s" % ", ".join(STATES))
     if name:
-        ids.check_name("address", name)
+        names.check_name("address", name)
     if public_ip:
         public_ip = str(addressing.parse_address(public_ip, "public_ip"))
     found = _find(txn, public_ip, name, instance)

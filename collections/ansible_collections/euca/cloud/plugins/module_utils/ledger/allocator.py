@@ -26,7 +26,8 @@ import json
 import random
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Exhausted
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing, scheduler
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import scheduler
+from ansible_collections.euca.cloud.plugins.module_utils.model import addressing
 from ansible_collections.euca.cloud.plugins.module_utils.model import names
 
 _RANDOM = random.SystemRandom()

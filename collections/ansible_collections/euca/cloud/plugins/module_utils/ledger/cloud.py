@@ -8,8 +8,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, InvalidInput, NotFound
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import ids, settings
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import settings
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.schema import now
+from ansible_collections.euca.cloud.plugins.module_utils.model import names
 
 LIVE = "state <> 'terminated'"
 
@@ -47,7 +48,7 @@ def get_cluster(txn, name):
 
 def ensure_cluster(txn, name, state="present"):
     """Register (``present``) or remove (``absent``) a cluster."""
-    ids.check_name("cluster", name)
+    names.check_name("cluster", name)
     found = txn.row("SELECT name FROM clusters WHERE name = ?", name)
     if state == "present":
         if found:
@@ -58,9 +59,9 @@ def ensure_cluster(txn, name, state="present"):
         return {"changed": False, "before": {}, "after": {}, "cluster": {}}
     users = []
     for table, label in (("nodes", "nodes"), ("volumes", "volumes")):
-        names = [r["n"] for r in txn.rows("SELECT %s AS n FROM %s WHERE cluster = ? ORDER BY 1" % ("name" if table == "nodes" else "id", table), name)]
-        if names:
-            users.append("%s %s" % (label, ", ".join(names[:10])))
+        holders = [r["n"] for r in txn.rows("SELECT %s AS n FROM %s WHERE cluster = ? ORDER BY 1" % ("name" if table == "nodes" else "id", table), name)]
+        if holders:
+            users.append("%s %s" % (label, ", ".join(holders[:10])))
     live = [r["id"] for r in txn.rows("SELECT id FROM instances WHERE cluster = ? AND %s ORDER BY id" % LIVE, name)]
     if live:
         users.append("instances %s" % ", ".join(live[:10]))
@@ -95,7 +96,7 @@ def ensure_node(txn, name, cluster=None, cores=None, memory_mb=None, disk_gb=Non
     ``state`` is ``present`` (registered, keeps enabled/disabled), ``enabled``, ``disabled``
     (the scheduler skips it) or ``absent`` (refused while instances live on it).
     """
-    ids.check_name("node", name)
+    names.check_name("node", name)
     found = txn.row("SELECT * FROM nodes WHERE name = ?", name)
     before = _node_view(found) if found else {}
     if state == "absent":

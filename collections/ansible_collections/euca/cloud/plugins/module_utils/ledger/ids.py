@@ -16,10 +16,6 @@ from ansible_collections.euca.cloud.plugins.module_utils.model import names
 
 _RANDOM = random.SystemRandom()
 
-#: the model's checks, under the names the ledger's callers use
-check_name = names.check_name
-looks_like = names.looks_like
-
 
 def new_id(txn, kind):
     """A fresh id of ``kind``; the table's primary key is the final guard against reuse."""

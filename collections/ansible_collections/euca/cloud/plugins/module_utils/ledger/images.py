@@ -12,6 +12,7 @@ import re
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, InvalidInput, NotFound
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import ids
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.schema import now
+from ansible_collections.euca.cloud.plugins.module_utils.model import names
 
 KINDS = ("machine", "kernel", "ramdisk")
 FORMATS = ("raw", "qcow2", "kernel", "ramdisk")
@@ -43,7 +44,7 @@ def _checksum(value):
 def ensure_image(txn, name, state="present", kind="machine", checksum=None, size_bytes=None, image_format=None,
                  kernel=None, ramdisk=None, location=None):
     """Register (``present``) or deregister (``absent``) an image by name."""
-    ids.check_name("image", name)
+    names.check_name("image", name)
     found = txn.row("SELECT * FROM images WHERE name = ?", name)
     before = _view(found) if found else {}
     if state == "absent":

@@ -12,7 +12,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, InvalidInput, NotFound
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing, groups, ids, images, scheduler, settings
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import groups, ids, images, scheduler, settings
+from ansible_collections.euca.cloud.plugins.module_utils.model import addressing
+from ansible_collections.euca.cloud.plugins.module_utils.model import names
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.cloud import get_cluster, node_usage
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.schema import now
 
@@ -173,7 +175,7 @@ def ensure_instances(txn, name=None, state="present", instance_ids=None, group=N
     if state == "present":
         if not name:
             raise InvalidInput("state=present needs name: it labels the reservation so re-runs are idempotent")
-        ids.check_name("instance", name)
+        names.check_name("instance", name)
         if (count is None) == (exact_count is None):
             raise InvalidInput("state=present needs exactly one of count or exact_count")
         wanted = count if count is not None else exact_count

@@ -15,7 +15,7 @@ __metaclass__ = type
 import json
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, InvalidInput
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing
+from ansible_collections.euca.cloud.plugins.module_utils.model import addressing
 from ansible_collections.euca.cloud.plugins.module_utils.model import network as model_network
 
 SCHEDULERS = ("GREEDY", "ROUNDROBIN", "POWERSAVE")

@@ -61,7 +61,7 @@ def ensure_volume(txn, name=None, volume_id=None, state="present", cluster=None,
     if not (name or volume_id):
         raise InvalidInput("a volume is found by name or volume_id; give one of them")
     if name:
-        ids.check_name("volume", name)
+        names.check_name("volume", name)
     found = txn.row("SELECT * FROM volumes WHERE id = ?", volume_id) if volume_id else txn.row(
         "SELECT * FROM volumes WHERE name = ?", name)
     before = view(txn, found) if found else {}
@@ -159,7 +159,7 @@ def ensure_attachment(txn, volume, instance=None, device=None, state="attached")
 
 def ensure_snapshot(txn, name, volume=None, state="present"):
     """Record (``present``) or forget (``absent``) a snapshot of ``volume`` by name."""
-    ids.check_name("snapshot", name)
+    names.check_name("snapshot", name)
     found = txn.row("SELECT * FROM snapshots WHERE name = ?", name)
     before = snapshot_view(found) if found else {}
     if state == "absent":

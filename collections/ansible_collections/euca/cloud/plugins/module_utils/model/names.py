@@ -16,11 +16,13 @@ import re
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidInput
 
+# Every pattern ends in \Z: ``$`` would also match before a trailing newline ("web\n").
+
 # ------------------------------------------------------------------ names
 #: security groups, instances' names, keypairs, clusters, nodes, images: a short printable label
 #: that is safe in file names, nft comments and ids.
 NAME_MAX = 128
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,%d}$" % (NAME_MAX - 1))
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,%d}\Z" % (NAME_MAX - 1))
 NAME_RULE = "use 1-%d letters, digits, '.', '_', ':' or '-', starting with a letter or digit" % NAME_MAX
 
 
@@ -48,8 +50,8 @@ ID_KINDS = {
     "snapshot": ("snap", "snapshots"),
 }
 ID_DIGITS = 8
-ID_RE = re.compile(r"^(%s)-[0-9a-f]{%d}$" % ("|".join(sorted(p for p, _t in ID_KINDS.values())), ID_DIGITS))
-_KIND_RE = dict((kind, re.compile(r"^%s-[0-9a-f]{%d}$" % (prefix, ID_DIGITS))) for kind, (prefix, _t) in ID_KINDS.items())
+ID_RE = re.compile(r"^(%s)-[0-9a-f]{%d}\Z" % ("|".join(sorted(p for p, _t in ID_KINDS.values())), ID_DIGITS))
+_KIND_RE = dict((kind, re.compile(r"^%s-[0-9a-f]{%d}\Z" % (prefix, ID_DIGITS))) for kind, (prefix, _t) in ID_KINDS.items())
 #: image ids of every image kind
 IMAGE_KINDS = ("machine", "kernel", "ramdisk")
 
@@ -57,7 +59,7 @@ IMAGE_KINDS = ("machine", "kernel", "ramdisk")
 def id_pattern(*kinds):
     """A compiled regex matching ids of any of ``kinds``."""
     prefixes = sorted(ID_KINDS[k][0] for k in kinds)
-    return re.compile(r"^(%s)-[0-9a-f]{%d}$" % ("|".join(prefixes), ID_DIGITS))
+    return re.compile(r"^(%s)-[0-9a-f]{%d}\Z" % ("|".join(prefixes), ID_DIGITS))
 
 
 def format_id(kind, number):
@@ -79,8 +81,8 @@ def check_id(kind, value, what=None):
 
 
 # ------------------------------------------------------------------ MAC addresses
-MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
-_MAC_ANY = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}$")
+MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}\Z")
+_MAC_ANY = re.compile(r"^[0-9a-fA-F]{2}([:-])[0-9a-fA-F]{2}(\1[0-9a-fA-F]{2}){4}\Z")
 #: the locally administered, unicast prefix of instance MACs (Eucalyptus's d0:0d); the last four
 #: octets are the instance's private IPv4 address, so a MAC names its address on every host.
 MAC_PREFIX = (0xD0, 0x0D)
@@ -107,7 +109,7 @@ def mac_for_int(address):
 # ------------------------------------------------------------------ interfaces
 #: Linux's IFNAMSIZ less the terminating NUL
 IFNAMSIZ = 15
-_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,%d}$" % IFNAMSIZ)
+_IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,%d}\Z" % IFNAMSIZ)
 
 
 def is_ifname(value):
@@ -139,7 +141,7 @@ def check_unicast_mac(value, what="MAC"):
 #: vda is an instance's root disk and vdz its NoCloud seed; volumes take the rest
 ROOT_DEVICE, SEED_DEVICE = "vda", "vdz"
 VOLUME_DEVICES = ["/dev/vd%s" % letter for letter in "bcdefghijklmnopqrstuvwxy"]
-_DEVICE_RE = re.compile(r"^(/dev/)?(vd[b-y])$")
+_DEVICE_RE = re.compile(r"^(/dev/)?(vd[b-y])\Z")
 
 
 def device_target(device):

@@ -28,7 +28,7 @@ __metaclass__ = type
 import re
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidInput
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing
+from ansible_collections.euca.cloud.plugins.module_utils.model import addressing
 from ansible_collections.euca.cloud.plugins.module_utils.model import names
 
 PROTOCOLS = ("tcp", "udp", "icmp", "all")

@@ -58,7 +58,7 @@ import subprocess
 import time
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing
+from ansible_collections.euca.cloud.plugins.module_utils.model import addressing
 from ansible_collections.euca.cloud.plugins.module_utils.net.config import Resource
 from ansible_collections.euca.cloud.plugins.module_utils.process import NETNS_DIR, CommandFailed, in_namespace, run
 from ansible_collections.euca.cloud.plugins.module_utils import supervised

@@ -27,7 +27,7 @@ __metaclass__ = type
 import re
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidInput
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import addressing
+from ansible_collections.euca.cloud.plugins.module_utils.model import addressing
 from ansible_collections.euca.cloud.plugins.module_utils.model import names
 from ansible_collections.euca.cloud.plugins.module_utils.model import rules as model_rules
 from ansible_collections.euca.cloud.plugins.module_utils.net import rules

@@ -12,7 +12,7 @@ __metaclass__ = type
 import json
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidInput
-from ansible_collections.euca.cloud.plugins.module_utils.ledger.addressing import parse_network
+from ansible_collections.euca.cloud.plugins.module_utils.model.addressing import parse_network
 from ansible_collections.euca.cloud.plugins.module_utils.process import run
 
 OWN_PREFIXES = ("eubr-",)

@@ -45,7 +45,7 @@ from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict,
 from ansible_collections.euca.cloud.plugins.module_utils.net import rules
 from ansible_collections.euca.cloud.plugins.module_utils.net.config import Resource
 from ansible_collections.euca.cloud.plugins.module_utils.process import CommandFailed, run
-from ansible_collections.euca.cloud.plugins.module_utils.ledger.addressing import netaddr, require_netaddr
+from ansible_collections.euca.cloud.plugins.module_utils.model.addressing import netaddr, require_netaddr
 from ansible_collections.euca.cloud.plugins.module_utils.model import names
 from ansible_collections.euca.cloud.plugins.module_utils.model import network as model_network
 

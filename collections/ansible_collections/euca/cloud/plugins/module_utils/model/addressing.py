@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: euca.cloud contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Address math for the ledger (netaddr): subnets, slices, pools, MACs.
+"""Address arithmetic for the ledger and the data plane alike (netaddr): subnets, slices, pools, MACs.
 
 Pure functions: no ledger access. Allocation order is always "lowest free first", so the
 result of an allocation is a function of what is already allocated (reproducible plans).
