@@ -12,7 +12,9 @@ reports is killed with SIGKILL; a new pid must appear and serve:
 - libvirtd: the new one lists the domain, still running (QEMU outlived it), the guest still answers;
 - Walrus's nginx: the image store serves an image object, byte for byte;
 - vblade: the AoE export answers a raw AoE client with the volume's sector 0 again;
-- PostgreSQL: a ledger read gives the running instance.
+- PostgreSQL: a ledger read gives the running instance;
+- dnsmasq (the CC's DHCP, program euca-dhcp): a real DHCP client (busybox udhcpc) on the instance's
+  segment, with the instance's MAC, gets the instance's reservation from the new dnsmasq.
 
 Recovery times are printed (goal: within 10 s); each wait allows 30 s for a loaded machine.
 """
@@ -298,3 +300,42 @@ def test_postgres_comes_back_and_answers_a_ledger_read(cloud):
     got, answered = wait_for("the ledger answers", state)
     report("postgres", took + answered)
     assert got == "running"
+
+
+DHCP_REPORT = """#!/bin/sh
+[ "$1" = bound ] && echo "LEASE $ip"
+exit 0
+"""
+
+
+def test_dnsmasq_comes_back_and_hands_out_the_reservation(cloud):
+    env = cloud
+    with db.Ledger(env["ledger"], timeout=10) as ledger:
+        with ledger.read() as txn:
+            row = txn.row("SELECT i.mac, i.private_ip, g.segment_id FROM instances i JOIN security_groups g "
+                          "ON g.name = i.group_name WHERE i.id = ?", env["instance"])
+    script = env["work"] / "udhcpc-report.sh"
+    script.write_text(DHCP_REPORT)
+    script.chmod(0o755)
+    client = _netns.Netns.create()
+    try:
+        # a second port with the instance's MAC on its segment: the client asks for the instance's lease
+        env["ns"].ip("link", "add", "eut-dhcpc", "type", "veth", "peer", "name", "eth0", "address", row["mac"],
+                     "netns", client.name)
+        env["ns"].ip("link", "set", "eut-dhcpc", "master", "eubr-%d" % row["segment_id"], "up")
+        client.ip("link", "set", "eth0", "up")
+
+        def leased():
+            out = client.run("busybox", "udhcpc", "-i", "eth0", "-n", "-q", "-t", "3", "-T", "1", "-s", str(script),
+                             check=False, timeout=30)
+            got = [line.split()[1] for line in out.stdout.splitlines() if line.startswith("LEASE ")]
+            return got[0] if got else None
+
+        assert leased() == row["private_ip"]
+        old, new, took = kill_and_wait(env, "euca-dhcp")
+        got, answered = wait_for("a lease from the new dnsmasq", leased)
+        report("dnsmasq", took + answered)
+        assert got == row["private_ip"]
+    finally:
+        env["ns"].ip("link", "del", "eut-dhcpc", check=False)
+        client.delete()
