@@ -9,39 +9,69 @@ from ansible_collections.euca.cloud.plugins.module_utils.storage import exports
 ARGV = ["ip", "netns", "exec", "ns-sc", "vblade", "-m", "d0:0d:00:00:00:01", "3", "0", "aoe-sc", "/srv/vol 100%.img"]
 RECORD = {"shelf": 3, "slot": 0, "interface": "aoe-sc", "path": "/srv/vol 100%.img", "macs": ["d0:0d:00:00:00:01"],
           "namespace": "ns-sc", "argv": ARGV[4:]}
+VOL = "vol-0000000a"
 
 
-def blade(manager):
-    return exports.Vblade("/run/test/aoe", "ns-sc", manager)
-
-
-def comment(vblade):
-    return "euca.cloud sc_export: the AoE export of vol-0000000a\n%s%s" % (vblade.MARK, exports.json.dumps(RECORD))
+def blade(manager, tmp_path):
+    return exports.Vblade(str(tmp_path / "aoe"), "ns-sc", manager, str(tmp_path / "supervisord.conf"),
+                          str(tmp_path / "programs"), str(tmp_path / "units"))
 
 
 def test_supervisord_program_keeps_its_record_and_quotes_its_command(tmp_path):
-    manager = exports.Supervisord(str(tmp_path / "supervisord.conf"), str(tmp_path))
-    vblade = blade(manager)
-    manager.write("euca-vblade-vol-0000000a", ARGV, comment(vblade), "/run/test/aoe/vol-0000000a.log")
-    assert manager.names("euca-vblade-") == ["euca-vblade-vol-0000000a"]
-    text = manager.read("euca-vblade-vol-0000000a")
+    vblade = blade("supervisord", tmp_path)
+    program = vblade.service(VOL, dict(RECORD, running=True, pid=7))
+    assert program.write() and not program.write()  # unchanged the second time
+    assert (tmp_path / "programs" / ("euca-vblade-" + VOL + ".conf")).exists()
+    # what gather finds: the programs of this prefix, each with its record
+    listed = exports.supervised.definitions("supervisord", vblade.PREFIX, str(tmp_path / "programs"))
+    assert list(listed) == ["euca-vblade-" + VOL]
+    text = listed["euca-vblade-" + VOL]
     assert vblade._parse(text) == RECORD
     parser = configparser.RawConfigParser(inline_comment_prefixes=None)
     parser.read_string(text)
-    program = parser["program:euca-vblade-vol-0000000a"]
+    section = parser["program:euca-vblade-" + VOL]
     # supervisord expands %(...)s: a literal % is doubled; the command splits back into the argv
-    assert shlex.split(program["command"].replace("%%", "%")) == ARGV
-    assert program["autorestart"] == "true" and int(program["startretries"]) >= 10
+    # (ip by its absolute path: supervisord's PATH may be short)
+    command = shlex.split(section["command"].replace("%%", "%"))
+    assert command[0].endswith("/ip") and command[1:] == ARGV[1:]
+    assert section["autorestart"] == "true" and int(section["startretries"]) >= 10
+    assert section["killasgroup"] == "true" and section["stopasgroup"] == "true"
+    assert section["stdout_logfile"] == str(tmp_path / "aoe" / (VOL + ".log"))
+    assert vblade.render([("stop", VOL, RECORD)]) == ["supervisorctl -c %s stop euca-vblade-%s; rm %s" % (
+        tmp_path / "supervisord.conf", VOL, tmp_path / "programs" / ("euca-vblade-" + VOL + ".conf"))]
 
 
 def test_systemd_unit_never_gives_up_and_quotes_its_command(tmp_path):
-    manager = exports.Systemd(str(tmp_path))
-    vblade = blade(manager)
-    manager.write("euca-vblade-vol-0000000a", ARGV, comment(vblade), "/unused")
-    text = manager.read("euca-vblade-vol-0000000a")
+    vblade = blade("systemd", tmp_path)
+    program = vblade.service(VOL, RECORD)
+    assert program.write()
+    text = exports.supervised.definitions("systemd", vblade.PREFIX, None, str(tmp_path / "units"))["euca-vblade-" + VOL]
     assert vblade._parse(text) == RECORD
     assert "Restart=always" in text and "StartLimitIntervalSec=0" in text
-    assert 'ExecStart=ip netns exec ns-sc vblade -m d0:0d:00:00:00:01 3 0 aoe-sc "/srv/vol 100%%.img"' in text
+    # systemd expands %-specifiers and $VARIABLES even inside quotes
+    execstart = [line for line in text.splitlines() if line.startswith("ExecStart=")]
+    assert len(execstart) == 1 and execstart[0].endswith(
+        ' netns exec ns-sc vblade -m d0:0d:00:00:00:01 3 0 aoe-sc "/srv/vol 100%%.img"')
+    assert vblade.render([("stop", VOL, RECORD)]) == ["systemctl disable --now euca-vblade-%s.service; rm %s" % (
+        VOL, tmp_path / "units" / ("euca-vblade-" + VOL + ".service"))]
+
+
+def test_vblade_given_by_its_absolute_path_is_still_recognised(tmp_path):
+    """Without a namespace the manager runs /usr/sbin/vblade: the record's argv still matches it."""
+    sleeper = subprocess.Popen(["/bin/sleep", "30"])
+    try:
+        assert exports.Vblade._alive({"pid": sleeper.pid, "argv": ["sleep", "30"]})
+        assert not exports.Vblade._alive({"pid": sleeper.pid, "argv": ["sleep", "31"]})
+        assert not exports.Vblade._alive({"pid": sleeper.pid, "argv": ["/bin/sleep", "sleep", "30"]})
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_supervised_extras_leave_a_plain_program_as_it_was(tmp_path):
+    """comment, log and kill_group are opt-in: dnsmasq's program file does not change (no restart on upgrade)."""
+    plain = exports.supervised.Supervisord("euca-dhcp", ["/bin/true", "x"], "d", programs_dir=str(tmp_path)).render()
+    assert "stopasgroup" not in plain and "stdout_logfile" not in plain and plain.count(";") == 1
 
 
 def test_tgt_restore_script_recreates_the_target_as_gathered(tmp_path):

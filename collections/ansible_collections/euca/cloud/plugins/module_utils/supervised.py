@@ -18,6 +18,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import glob
 import os
 import re
 import time
@@ -52,6 +53,11 @@ def _quote(arg):
     return '"%s"' % arg.replace("\\", "\\\\").replace('"', '\\"')
 
 
+def _systemd_escape(text):
+    """systemd expands %-specifiers and $VARIABLES in ExecStart=, even inside quotes."""
+    return text.replace("%", "%%").replace("$", "$$")
+
+
 def _absolute(program):
     """``program`` as an absolute path (systemd wants one; supervisord's PATH may be short)."""
     if os.path.isabs(program):
@@ -64,16 +70,28 @@ def _absolute(program):
 
 
 class Service:
-    """The definition of one program for one manager, and the manager's verbs for it."""
+    """The definition of one program for one manager, and the manager's verbs for it.
+
+    ``comment``: lines kept as comments in the definition (a module's own record of what it runs);
+    ``log``: a file for the program's output (supervisord; systemd keeps it in the journal);
+    ``kill_group``: stop and kill the program's whole process group (supervisord; systemd's
+    KillMode=mixed does that anyway).
+    """
 
     manager = None
 
-    def __init__(self, name, argv, description):
+    def __init__(self, name, argv, description, comment=None, log=None, kill_group=False):
         if not _NAME.match(name or ""):
             raise InvalidInput("service name %r is not usable (letters, digits, '_', '.', '-'; at most 64)" % (name,))
         self.name = name
         self.argv = [_absolute(argv[0])] + [str(a) for a in argv[1:]]
         self.description = description
+        self.comment = comment
+        self.log = log
+        self.kill_group = kill_group
+
+    def _comment_lines(self, mark):
+        return ["%s %s" % (mark, line) for line in (self.comment or "").splitlines()]
 
     def read_definition(self):
         try:
@@ -85,6 +103,33 @@ class Service:
     def describe(self):
         return "%s %s" % (self.manager, self.name)
 
+    def write(self):
+        """Put render() at definition_path (atomically); True if the file changed."""
+        text = self.render()
+        if self.read_definition() == text:
+            return False
+        path = self.definition_path
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            os.makedirs(directory)
+        with open(path + ".partial", "w") as handle:
+            handle.write(text)
+        os.chmod(path + ".partial", 0o644)
+        os.rename(path + ".partial", path)
+        return True
+
+
+def _listed(directory, prefix, suffix):
+    """{name: definition text} of the files ``<prefix>*<suffix>`` in ``directory``."""
+    found = {}
+    for path in sorted(glob.glob(os.path.join(glob.escape(directory), glob.escape(prefix) + "*" + suffix))):
+        try:
+            with open(path) as handle:
+                found[os.path.basename(path)[:-len(suffix)]] = handle.read()
+        except (IOError, OSError):
+            pass
+    return found
+
 
 class Supervisord(Service):
     """A [program:<name>] file in supervisord's include directory."""
@@ -92,8 +137,8 @@ class Supervisord(Service):
     manager = SUPERVISORD
 
     def __init__(self, name, argv, description, conf=DEFAULT_SUPERVISOR_CONF,
-                 programs_dir=DEFAULT_SUPERVISOR_PROGRAMS_DIR, timeout=30.0):
-        Service.__init__(self, name, argv, description)
+                 programs_dir=DEFAULT_SUPERVISOR_PROGRAMS_DIR, timeout=30.0, **kwargs):
+        Service.__init__(self, name, argv, description, **kwargs)
         self.conf = conf or DEFAULT_SUPERVISOR_CONF
         self.programs_dir = programs_dir or DEFAULT_SUPERVISOR_PROGRAMS_DIR
         self.timeout = timeout
@@ -102,10 +147,19 @@ class Supervisord(Service):
     def definition_path(self):
         return os.path.join(self.programs_dir, "%s.conf" % self.name)
 
+    @staticmethod
+    def definitions(prefix, programs_dir=None):
+        """{name: text} of the program files whose names start with ``prefix``."""
+        return _listed(programs_dir or DEFAULT_SUPERVISOR_PROGRAMS_DIR, prefix, ".conf")
+
     def render(self):
         command = " ".join(_quote(a) for a in self.argv).replace("%", "%%")
+        group = ["stopasgroup=true", "killasgroup=true"] if self.kill_group else []
+        log = ["stdout_logfile=%s" % self.log.replace("%", "%%"), "stdout_logfile_maxbytes=1MB",
+               "stdout_logfile_backups=1"] if self.log else []
         return "\n".join([
             "; Managed by euca.cloud: %s. Edits are overwritten on the next apply." % self.description,
+        ] + self._comment_lines(";") + [
             "[program:%s]" % self.name,
             "command=%s" % command,
             "autostart=true",
@@ -116,8 +170,9 @@ class Supervisord(Service):
             "startretries=20",
             "stopwaitsecs=10",
             "stopsignal=TERM",
+        ] + group + [
             "redirect_stderr=true",
-        ]) + "\n"
+        ] + log) + "\n"
 
     def ctl(self, *args):
         return run(["supervisorctl", "-c", self.conf] + list(args), check=False, timeout=self.timeout + 30)
@@ -138,6 +193,19 @@ class Supervisord(Service):
                 return True
             time.sleep(0.1)
         raise EucaError("supervisord -c %s did not answer within %ss" % (self.conf, self.timeout))
+
+    def status(self):
+        """``(running, pid, down)``: RUNNING with its pid; down when it is not coming up by itself
+        (FATAL, BACKOFF, EXITED, STOPPED, or unknown to supervisord)."""
+        rc, out, err = self.ctl("status", self.name)
+        fields = out.split()
+        state = fields[1] if len(fields) >= 2 and fields[0] == self.name else None
+        match = re.search(r"pid (\d+)", out)
+        pid = int(match.group(1)) if match else 0
+        return state == "RUNNING", pid, state in ("FATAL", "BACKOFF", "EXITED", "STOPPED", None)
+
+    def render_remove(self):
+        return "supervisorctl -c %s stop %s; rm %s" % (self.conf, self.name, self.definition_path)
 
     def pid(self):
         """The program's pid as supervisord knows it (None: not running, unknown, or no supervisord)."""
@@ -186,8 +254,8 @@ class Systemd(Service):
 
     manager = SYSTEMD
 
-    def __init__(self, name, argv, description, units_dir=DEFAULT_SYSTEMD_UNITS_DIR, timeout=30.0):
-        Service.__init__(self, name, argv, description)
+    def __init__(self, name, argv, description, units_dir=DEFAULT_SYSTEMD_UNITS_DIR, timeout=30.0, **kwargs):
+        Service.__init__(self, name, argv, description, **kwargs)
         self.units_dir = units_dir or DEFAULT_SYSTEMD_UNITS_DIR
         self.timeout = timeout
 
@@ -195,9 +263,15 @@ class Systemd(Service):
     def definition_path(self):
         return os.path.join(self.units_dir, "%s.service" % self.name)
 
+    @staticmethod
+    def definitions(prefix, units_dir=None):
+        """{name: text} of the unit files whose names start with ``prefix``."""
+        return _listed(units_dir or DEFAULT_SYSTEMD_UNITS_DIR, prefix, ".service")
+
     def render(self):
         return "\n".join([
             "# Managed by euca.cloud: %s. Edits are overwritten on the next apply." % self.description,
+        ] + self._comment_lines("#") + [
             "[Unit]",
             "Description=euca.cloud %s" % self.description,
             "After=network-online.target",
@@ -205,7 +279,7 @@ class Systemd(Service):
             "StartLimitIntervalSec=0",
             "",
             "[Service]",
-            "ExecStart=%s" % " ".join(_quote(a) for a in self.argv),
+            "ExecStart=%s" % _systemd_escape(" ".join(_quote(a) for a in self.argv)),
             "Restart=always",
             "RestartSec=1",
             "KillMode=mixed",
@@ -225,6 +299,17 @@ class Systemd(Service):
                            check=False, timeout=self.timeout)
         out = out.strip()
         return int(out) if rc == 0 and out.isdigit() and out != "0" else None
+
+    def status(self):
+        """``(running, pid, down)`` as systemctl shows the unit (down: failed or inactive)."""
+        rc, out, err = run(["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "MainPID",
+                            "%s.service" % self.name], check=False, timeout=self.timeout)
+        values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        pid = int(values.get("MainPID") or 0) if (values.get("MainPID") or "0").isdigit() else 0
+        return values.get("SubState") == "running" and pid > 0, pid, values.get("ActiveState") in ("failed", "inactive")
+
+    def render_remove(self):
+        return "systemctl disable --now %s.service; rm %s" % (self.name, self.definition_path)
 
     def load(self):
         self._systemctl("daemon-reload")
@@ -309,16 +394,32 @@ def apply_all(load, restart, start):
         first._systemctl("enable", "--now", *_units(start))
 
 
-def service(manager, name, argv, description, supervisor_conf=None, supervisor_programs_dir=None,
-            systemd_units_dir=None, timeout=30.0):
-    """The Service for ``manager`` (auto: detected), or None for ``none`` (the module runs the daemon itself)."""
+def resolve(manager):
+    """``manager`` checked, ``auto`` made the detected one."""
     if manager not in MANAGERS:
         raise InvalidInput("service_manager must be one of %s, not %r" % (", ".join(MANAGERS), manager))
+    return detect() if manager == AUTO else manager
+
+
+def service(manager, name, argv, description, supervisor_conf=None, supervisor_programs_dir=None,
+            systemd_units_dir=None, timeout=30.0, **kwargs):
+    """The Service for ``manager`` (auto: detected), or None for ``none`` (the module runs the daemon itself).
+    ``kwargs``: Service's comment, log and kill_group."""
+    manager = resolve(manager)
     if manager == NONE:
         return None
-    if manager == AUTO:
-        manager = detect()
     if manager == SYSTEMD:
-        return Systemd(name, argv, description, units_dir=systemd_units_dir, timeout=timeout)
+        return Systemd(name, argv, description, units_dir=systemd_units_dir, timeout=timeout, **kwargs)
     return Supervisord(name, argv, description, conf=supervisor_conf, programs_dir=supervisor_programs_dir,
-                       timeout=timeout)
+                       timeout=timeout, **kwargs)
+
+
+def definitions(manager, prefix, supervisor_programs_dir=None, systemd_units_dir=None):
+    """{name: definition text} of the programs of ``manager`` (auto: detected) whose names start with
+    ``prefix``: how a module finds the programs it made earlier."""
+    manager = resolve(manager)
+    if manager == SYSTEMD:
+        return Systemd.definitions(prefix, systemd_units_dir)
+    if manager == SUPERVISORD:
+        return Supervisord.definitions(prefix, supervisor_programs_dir)
+    return {}

@@ -281,9 +281,8 @@ class ScExportModule(EucaModule):
             if rc != 0:
                 raise InvalidInput("interface %s does not exist%s" % (
                     p["aoe_interface"], " in namespace %s" % namespace if namespace else ""))
-        manager = exports.service_manager(p["service_manager"], p["supervisor_conf"], p["supervisor_programs_dir"],
-                                          p["systemd_units_dir"])
-        vblade = exports.Vblade(p["state_dir"], namespace, manager)
+        vblade = exports.Vblade(p["state_dir"], namespace, p["service_manager"], p["supervisor_conf"],
+                                p["supervisor_programs_dir"], p["systemd_units_dir"])
         have = vblade.gather()
         steps, address = vblade.plan(have, name, path, p["aoe_interface"], p["aoe_shelf"], p["aoe_slot"],
                                      initiators, present=present)

@@ -9,9 +9,9 @@ Each volume is one target, ``<iqn prefix>:<vol-id>``, with the volume as LUN 1 a
 lets in only the attaching node (its address or its initiator name). tgt keeps nothing across a
 restart: the exports are rebuilt from the ledger, like everything on a CC, SC or NC.
 
-AoE through vblade, the legacy transport: one vblade process per export, started by this module
-on the named interface with a MAC filter (``-m``) for the attaching node; its pid and argv are
-kept in a state directory so a later run finds, checks and stops exactly that process.
+AoE through vblade, the legacy transport: one vblade per export on the named interface with a MAC
+filter (``-m``) for the attaching node, as a program of the host's service manager
+(module_utils/supervised.py) whose definition carries the export's record.
 
 Gather -> plan -> apply: plans are lists of command lines, shown in check mode and ``--diff``.
 """
@@ -20,7 +20,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import glob
 import ipaddress
 import json
 import os
@@ -29,6 +28,7 @@ import shlex
 import signal
 import time
 
+from ansible_collections.euca.cloud.plugins.module_utils import supervised
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput
 from ansible_collections.euca.cloud.plugins.module_utils.process import in_namespace, run
 
@@ -269,167 +269,6 @@ class Tgt:
         return True
 
 
-# --------------------------------------------------------------------------------------- services
-def _systemd_quote(arg):
-    arg = str(arg).replace("%", "%%").replace("$", "$$")
-    if arg and not re.search(r'[\s"\'\\;]', arg):
-        return arg
-    return '"%s"' % arg.replace("\\", "\\\\").replace('"', '\\"')
-
-
-class Supervisord:
-    """Programs of a supervisord (where systemd is not PID 1), through supervisorctl."""
-
-    kind = "supervisord"
-
-    def __init__(self, conf, programs_dir):
-        self.conf = conf
-        self.programs_dir = programs_dir
-
-    def _ctl(self, *args):
-        return run(["supervisorctl", "-c", self.conf] + list(args), check=False)
-
-    def path(self, name):
-        return os.path.join(self.programs_dir, name + ".conf")
-
-    def names(self, prefix):
-        return sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(self.programs_dir, prefix + "*.conf")))
-
-    def ensure_running(self):
-        rc, out, err = self._ctl("pid")
-        if rc == 0 and out.strip().isdigit():
-            return
-        rc, out, err = run(["supervisord", "-c", self.conf], check=False)
-        if rc != 0:
-            raise ExportFailed("supervisord -c %s did not start: %s" % (self.conf, (err or out).strip()))
-        deadline = time.time() + 15
-        while time.time() < deadline:
-            rc, out, _err = self._ctl("pid")
-            if rc == 0 and out.strip().isdigit():
-                return
-            time.sleep(0.1)
-        raise ExportFailed("supervisord (%s) does not answer" % self.conf)
-
-    def write(self, name, argv, comment, log):
-        text = "".join("; %s\n" % line for line in comment.splitlines()) + (
-            "[program:%s]\ncommand=%s\nautostart=true\nautorestart=true\nstartsecs=1\nstartretries=20\n"
-            "stopwaitsecs=10\nstopasgroup=true\nkillasgroup=true\nredirect_stderr=true\n"
-            "stdout_logfile=%s\nstdout_logfile_maxbytes=1MB\nstdout_logfile_backups=1\n"
-            % (name, " ".join(shlex.quote(str(a)) for a in argv).replace("%", "%%"), log.replace("%", "%%")))
-        _write(self.path(name), text)
-
-    def read(self, name):
-        try:
-            with open(self.path(name)) as handle:
-                return handle.read()
-        except (IOError, OSError):
-            return None
-
-    def start(self, name):
-        self.ensure_running()
-        self._ctl("update", name)
-        self._ctl("start", name)
-
-    def remove(self, name):
-        if os.path.exists(self.path(name)):
-            os.unlink(self.path(name))
-        self._ctl("stop", name)
-        self._ctl("update", name)
-
-    def state(self, name):
-        """``(state, pid)``: RUNNING, STARTING, BACKOFF, FATAL, ... (None if supervisord does not know it)."""
-        rc, out, _err = self._ctl("status", name)
-        fields = out.split()
-        if len(fields) < 2 or fields[0] != name:
-            return None, 0
-        match = re.search(r"pid (\d+)", out)
-        return fields[1], int(match.group(1)) if match else 0
-
-    def running(self, name):
-        state, pid = self.state(name)
-        return state == "RUNNING", pid, state in ("FATAL", "BACKOFF", "EXITED", "STOPPED", None)
-
-    def render_start(self, name):
-        return "supervisorctl -c %s update %s" % (self.conf, name)
-
-    def render_stop(self, name):
-        return "supervisorctl -c %s stop %s; rm %s" % (self.conf, name, self.path(name))
-
-
-class Systemd:
-    """Units of systemd (PID 1), through systemctl."""
-
-    kind = "systemd"
-
-    def __init__(self, units_dir):
-        self.units_dir = units_dir
-
-    def path(self, name):
-        return os.path.join(self.units_dir, name + ".service")
-
-    def names(self, prefix):
-        return sorted(os.path.basename(p)[:-8] for p in glob.glob(os.path.join(self.units_dir, prefix + "*.service")))
-
-    def write(self, name, argv, comment, log):
-        text = "".join("# %s\n" % line for line in comment.splitlines()) + (
-            "[Unit]\nDescription=euca.cloud %s\nAfter=network-online.target\nStartLimitIntervalSec=0\n\n"
-            "[Service]\nExecStart=%s\nRestart=always\nRestartSec=1\n\n[Install]\nWantedBy=multi-user.target\n"
-            % (name, " ".join(_systemd_quote(a) for a in argv)))
-        _write(self.path(name), text)
-
-    def read(self, name):
-        try:
-            with open(self.path(name)) as handle:
-                return handle.read()
-        except (IOError, OSError):
-            return None
-
-    def start(self, name):
-        run(["systemctl", "daemon-reload"])
-        run(["systemctl", "enable", "--now", name + ".service"])
-
-    def remove(self, name):
-        run(["systemctl", "disable", "--now", name + ".service"], check=False)
-        if os.path.exists(self.path(name)):
-            os.unlink(self.path(name))
-        run(["systemctl", "daemon-reload"], check=False)
-
-    def running(self, name):
-        rc, out, _err = run(["systemctl", "show", "-p", "ActiveState", "-p", "SubState", "-p", "MainPID",
-                             name + ".service"], check=False)
-        values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-        pid = int(values.get("MainPID") or 0)
-        return values.get("SubState") == "running" and pid > 0, pid, values.get("ActiveState") in ("failed", "inactive")
-
-    def render_start(self, name):
-        return "systemctl enable --now %s.service" % name
-
-    def render_stop(self, name):
-        return "systemctl disable --now %s.service; rm %s" % (name, self.path(name))
-
-
-def _write(path, text):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".partial", "w") as handle:
-        handle.write(text)
-    os.chmod(path + ".partial", 0o644)
-    os.rename(path + ".partial", path)
-
-
-def service_manager(kind="auto", supervisor_conf="/etc/supervisor/supervisord.conf",
-                    supervisor_programs_dir="/etc/supervisor/conf.d", systemd_units_dir="/etc/systemd/system"):
-    """The host's service manager: systemd when it is PID 1 (``auto``), supervisord otherwise."""
-    if kind == "auto":
-        try:
-            with open("/proc/1/comm") as handle:
-                kind = "systemd" if handle.read().strip() == "systemd" else "supervisord"
-        except (IOError, OSError):
-            kind = "supervisord"
-    if kind == "systemd":
-        return Systemd(systemd_units_dir)
-    return Supervisord(supervisor_conf, supervisor_programs_dir)
-
-
 # --------------------------------------------------------------------------------------- AoE
 class Vblade:
     """vblade programs of the service manager, one per exported volume (``euca-vblade-<volume>``).
@@ -441,13 +280,27 @@ class Vblade:
     PREFIX = "euca-vblade-"
     MARK = "euca.cloud-aoe-export: "
 
-    def __init__(self, state_dir, namespace=None, manager=None):
+    def __init__(self, state_dir, namespace=None, manager=supervised.AUTO, supervisor_conf=None,
+                 supervisor_programs_dir=None, systemd_units_dir=None, timeout=15.0):
         self.state_dir = state_dir
         self.namespace = namespace
-        self.manager = manager or service_manager()
+        self.manager = supervised.resolve(manager)
+        if self.manager == supervised.NONE:
+            raise InvalidInput("vblade runs under a service manager (systemd or supervisord), not %r" % manager)
+        self.where = dict(supervisor_conf=supervisor_conf, supervisor_programs_dir=supervisor_programs_dir,
+                          systemd_units_dir=systemd_units_dir, timeout=timeout)
 
     def program(self, volume):
         return self.PREFIX + volume
+
+    def service(self, volume, record):
+        """The program of ``volume`` running ``record`` (its argv, in its namespace)."""
+        keep = dict((k, v) for k, v in record.items() if k not in ("running", "pid", "legacy"))
+        return supervised.service(
+            self.manager, self.program(volume), in_namespace(record["argv"], record.get("namespace")),
+            "sc_export: the AoE export of %s" % volume,
+            comment="%s%s" % (self.MARK, json.dumps(keep, sort_keys=True)),
+            log=os.path.join(self.state_dir, volume + ".log"), kill_group=True, **self.where)
 
     @staticmethod
     def argv(shelf, slot, interface, path, macs):
@@ -460,8 +313,12 @@ class Vblade:
                 cmdline = handle.read().split(b"\0")
         except (IOError, OSError, TypeError, KeyError):
             return False
-        # "ip netns exec" execs vblade in place: the pid runs the recorded argv (ip's prefix gone)
-        return [c.decode("utf-8", "replace") for c in cmdline if c][-len(record["argv"]):] == record["argv"]
+        # "ip netns exec" execs vblade in place: the pid runs the recorded argv (ip's prefix gone);
+        # vblade may have been given by its absolute path (the manager's program without a namespace)
+        argv = record["argv"]
+        have = [c.decode("utf-8", "replace") for c in cmdline if c][-len(argv):]
+        return len(have) == len(argv) and have[1:] == argv[1:] and \
+            os.path.basename(have[0]) == os.path.basename(argv[0])
 
     def _parse(self, text):
         for line in (text or "").splitlines():
@@ -474,13 +331,16 @@ class Vblade:
         """``{volume: record}`` of the exports defined as programs (``running``, ``pid`` as the manager says),
         and of the processes of earlier versions still running (``legacy``)."""
         found = {}
-        for name in self.manager.names(self.PREFIX):
-            record = self._parse(self.manager.read(name))
+        programs = supervised.definitions(self.manager, self.PREFIX, self.where["supervisor_programs_dir"],
+                                          self.where["systemd_units_dir"])
+        for name, text in sorted(programs.items()):
+            record = self._parse(text)
             if record is None:
                 continue
-            running, pid, _down = self.manager.running(name)
+            volume = name[len(self.PREFIX):]
+            running, pid, _down = self.service(volume, record).status()
             record.update(pid=pid or None, running=bool(running) and self._alive(dict(record, pid=pid)))
-            found[name[len(self.PREFIX):]] = record
+            found[volume] = record
         if os.path.isdir(self.state_dir):
             for entry in sorted(os.listdir(self.state_dir)):
                 if not entry.endswith(".json") or entry[:-5] in found:
@@ -532,7 +392,7 @@ class Vblade:
                 if step[2].get("legacy"):
                     lines.append("kill %s  # vblade of %s (started by an earlier version)" % (step[2].get("pid"), step[1]))
                 else:
-                    lines.append(self.manager.render_stop(self.program(step[1])))
+                    lines.append(self.service(step[1], step[2]).render_remove())
             else:
                 lines.append(" ".join(in_namespace(step[2]["argv"], self.namespace)))
         return lines
@@ -555,7 +415,7 @@ class Vblade:
                     os.kill(record["pid"], signal.SIGKILL)
             suffixes = (".json", ".log")
         else:
-            self.manager.remove(self.program(volume))
+            self.service(volume, record).remove()
             suffixes = (".log",)
         for suffix in suffixes:
             try:
@@ -572,20 +432,17 @@ class Vblade:
 
     def _start(self, volume, record, timeout):
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-        name = self.program(volume)
-        keep = dict((k, v) for k, v in record.items() if k not in ("running", "pid", "legacy"))
-        self.manager.write(name, in_namespace(record["argv"], self.namespace),
-                           "euca.cloud sc_export: the AoE export of %s\n%s%s" % (volume, self.MARK, json.dumps(keep, sort_keys=True)),
-                           os.path.join(self.state_dir, volume + ".log"))
-        self.manager.start(name)
+        program = self.service(volume, record)
+        program.write()
+        program.load()
         # running once it has stayed up for the program's start time (supervisord's startsecs)
         deadline = time.time() + timeout
         while True:
-            running, pid, down = self.manager.running(name)
+            running, pid, down = program.status()
             if running and self._alive(dict(record, pid=pid)):
                 return
             if down or time.time() > deadline:
                 tail = self._log_tail(volume)
-                self.manager.remove(name)
-                raise ExportFailed("vblade for %s did not stay up under %s: %s" % (volume, self.manager.kind, tail))
+                program.remove()
+                raise ExportFailed("vblade for %s did not stay up under %s: %s" % (volume, self.manager, tail))
             time.sleep(0.1)
