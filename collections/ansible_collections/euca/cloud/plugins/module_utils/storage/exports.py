@@ -338,8 +338,10 @@ class Vblade:
             if record is None:
                 continue
             volume = name[len(self.PREFIX):]
-            running, pid, _down = self.service(volume, record).status()
-            record.update(pid=pid or None, running=bool(running) and self._alive(dict(record, pid=pid)))
+            # STARTING with our process (the manager bringing it back after a crash) counts as running:
+            # restarting it again would only interrupt the initiators once more
+            _running, pid, down = self.service(volume, record).status()
+            record.update(pid=pid or None, running=bool(pid) and not down and self._alive(dict(record, pid=pid)))
             found[volume] = record
         if os.path.isdir(self.state_dir):
             for entry in sorted(os.listdir(self.state_dir)):
