@@ -24,7 +24,7 @@ description:
   - Reported, never changed. Instances whose domain is gone from a node that answered (C(gone); reconcile defines
     and starts them again from the ledger), crashed ones (C(crashed); reconcile restarts them), C(pending) ones with
     no domain yet (a launch may be under way), domains the ledger does not know (C(unknown); left alone), instances
-    changed in the ledger since their node was polled (C(superseded): left as the ledger says) and nodes that did not report (C(unobserved)).
+    changed in the ledger since their node was polled (C(superseded), left as the ledger says) and nodes that did not report (C(unobserved)).
   - Idempotent; check mode is a rolled-back transaction; with C(--diff) the changed instances before and after.
 author:
   - euca.cloud maintainers (@euca-cloud)

@@ -179,7 +179,7 @@ left_out:
     kept:
       description: Present when the elastic IP keeps the mapping applied before.
       type: str
-  sample: [{public_ip: 203.0.113.40, reason: "elastic IP 203.0.113.40 is outside the public_ips pool 203.0.113.32/28; allocate it from the pool or widen public_ips"}]
+  sample: [{public_ip: 203.0.113.40, reason: "elastic IP 203.0.113.40 is outside the public_ips pool 203.0.113.32/28"}]
 backend:
   description: The backend used (V(auto) resolved).
   returned: always

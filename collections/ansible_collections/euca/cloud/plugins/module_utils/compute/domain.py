@@ -25,7 +25,6 @@ import os
 import xml.etree.ElementTree as ET
 
 from ansible_collections.euca.cloud.plugins.module_utils.compute import volumes
-from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidInput
 from ansible_collections.euca.cloud.plugins.module_utils.model import names
 
 XMLNS = "https://euca.cloud/xmlns/instance/1"

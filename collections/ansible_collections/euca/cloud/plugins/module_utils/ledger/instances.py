@@ -344,8 +344,8 @@ def record_observations(txn, observations):
             if expected is not None and expected.get(iid) != state:
                 if seen != ("running" if state == "pending" else state):
                     report["superseded"].append({"id": iid, "node": node, "state": state, "observed": seen,
-                                              "why": "its ledger state changed since the node was polled"
-                                              if iid in expected else "launched after the node was polled"})
+                                                 "why": "its ledger state changed since the node was polled"
+                                                 if iid in expected else "launched after the node was polled"})
                 continue
             if iid in failures and seen != "running" and state in ("pending", "running"):
                 reason = NOT_STARTED % failures[iid]
