@@ -3,6 +3,7 @@
 import configparser
 import shlex
 import subprocess
+import time
 
 from ansible_collections.euca.cloud.plugins.module_utils.storage import exports
 
@@ -60,6 +61,10 @@ def test_vblade_given_by_its_absolute_path_is_still_recognised(tmp_path):
     """Without a namespace the manager runs /usr/sbin/vblade: the record's argv still matches it."""
     sleeper = subprocess.Popen(["/bin/sleep", "30"])
     try:
+        deadline = time.monotonic() + 30  # until the child has exec'd (its cmdline is python's before)
+        while open("/proc/%d/cmdline" % sleeper.pid, "rb").read().split(b"\0")[0] != b"/bin/sleep":
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         assert exports.Vblade._alive({"pid": sleeper.pid, "argv": ["sleep", "30"]})
         assert not exports.Vblade._alive({"pid": sleeper.pid, "argv": ["sleep", "31"]})
         assert not exports.Vblade._alive({"pid": sleeper.pid, "argv": ["/bin/sleep", "sleep", "30"]})
