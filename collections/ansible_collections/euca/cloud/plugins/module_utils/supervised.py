@@ -202,6 +202,8 @@ class Supervisord(Service):
         state = fields[1] if len(fields) >= 2 and fields[0] == self.name else None
         match = re.search(r"pid (\d+)", out)
         pid = int(match.group(1)) if match else 0
+        if not pid and state == "STARTING":
+            pid = self.pid() or 0  # status shows no pid while STARTING; "supervisorctl pid" does
         return state == "RUNNING", pid, state in ("FATAL", "BACKOFF", "EXITED", "STOPPED", None)
 
     def render_remove(self):
