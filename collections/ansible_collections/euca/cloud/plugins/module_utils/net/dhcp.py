@@ -58,7 +58,7 @@ import subprocess
 import time
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput
-from ansible_collections.euca.cloud.plugins.module_utils.model import addressing
+from ansible_collections.euca.cloud.plugins.module_utils.model import addressing, names
 from ansible_collections.euca.cloud.plugins.module_utils.net.config import Resource
 from ansible_collections.euca.cloud.plugins.module_utils.process import NETNS_DIR, CommandFailed, in_namespace, run
 from ansible_collections.euca.cloud.plugins.module_utils import supervised
@@ -93,14 +93,12 @@ OWN_FILES = (CONF_FILE, HOSTS_FILE, LEASE_FILE, PID_FILE, LOG_FILE, GENERATION_F
 HEADER = "# Managed by euca.cloud.dhcp: edits are overwritten on the next apply."
 SEGMENT_MARK = "# segment "
 
-IFNAMSIZ = 15
+IFNAMSIZ = names.IFNAMSIZ
 # what the kernel accepts and dnsmasq's comma/equals syntax cannot misread
-_IFNAME = re.compile(r"^(?!\.\.?$)[A-Za-z0-9_.-]{1,%d}$" % IFNAMSIZ)
-_MAC = re.compile(r"^[0-9a-f]{2}([:-])[0-9a-f]{2}(\1[0-9a-f]{2}){4}$")
-_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", re.IGNORECASE)
-_DOMAIN = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$",
+_HOSTNAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\Z", re.IGNORECASE)
+_DOMAIN = re.compile(r"^(?=.{1,253}\Z)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*\Z",
                      re.IGNORECASE)
-_LEASE_TIME = re.compile(r"^(infinite|[0-9]+[smhdw]?)$")
+_LEASE_TIME = re.compile(r"^(infinite|[0-9]+[smhdw]?)\Z")
 _LEASE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 # dnsmasq refuses leases shorter than two minutes
 MIN_LEASE_SECONDS = 120
@@ -144,10 +142,10 @@ def lease_seconds(text):
 
 def normalize_mac(text, what):
     """A MAC as dnsmasq and the ledger write it (lower case, colons); InvalidInput otherwise."""
-    mac = str(text or "").strip().lower()
-    if not _MAC.match(mac):
+    try:
+        mac = names.normalize_mac(str(text or ""))
+    except InvalidInput:
         raise InvalidInput("%s: mac %r is not a MAC address (expected e.g. 52:54:00:12:34:56)" % (what, text))
-    mac = mac.replace("-", ":")
     first = int(mac[:2], 16)
     if first & 1:
         raise InvalidInput("%s: mac %s is a multicast address; an instance NIC needs a unicast MAC" % (what, mac))
@@ -224,7 +222,7 @@ def normalize_segment(raw, partial=False):
         return {"id": seg_id}
     interface = raw.get("interface")
     interface = interface_name(seg_id) if interface in (None, "") else str(interface)
-    if not _IFNAME.match(interface):
+    if not names.is_ifname(interface):
         raise InvalidInput("%s: interface %r is not a usable interface name (1-%d characters, no '/' or spaces)"
                            % (what, interface, IFNAMSIZ))
     if raw.get("subnet") in (None, ""):
@@ -640,7 +638,7 @@ class Dhcp(Resource):
         self.max_leases = DEFAULT_MAX_LEASES if max_leases is None else int(max_leases)
         if self.max_leases < 1:
             raise InvalidInput("max_leases must be at least 1, not %d" % self.max_leases)
-        if user is not None and not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$", user):
+        if user is not None and not re.match(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*\Z", user):
             raise InvalidInput("user %r is not a user name" % (user,))
         # 0: chosen from the number of segments (see auto_shards)
         self.shards_wanted = AUTO_SHARDS if shards is None else int(shards)

@@ -30,12 +30,12 @@ import time
 
 from ansible_collections.euca.cloud.plugins.module_utils import supervised
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput
+from ansible_collections.euca.cloud.plugins.module_utils.model import names
 from ansible_collections.euca.cloud.plugins.module_utils.process import in_namespace, run
 
 DEFAULT_IQN_PREFIX = "iqn.2010-05.cloud.euca"
 DEFAULT_TGT_SOCKET = "/var/run/tgtd/socket"
 IQN_RE = re.compile(r"^iqn\.\d{4}-\d{2}\.[a-z0-9][a-z0-9.-]*(:[^\s]+)?$")
-MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 LUN = 1
 
 
@@ -49,7 +49,7 @@ def check_initiators(transport, initiators):
     for value in initiators or []:
         text = str(value).strip().lower()
         if transport == "aoe":
-            if not MAC_RE.match(text):
+            if not names.is_mac(text):
                 raise InvalidInput("AoE initiators are MAC addresses (the node's interface), not %r" % (value,))
         elif IQN_RE.match(text):
             pass
