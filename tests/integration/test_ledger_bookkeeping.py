@@ -221,6 +221,15 @@ def test_a_version_1_ledger_is_migrated_with_its_instances(ledger_url, monkeypat
             if txn.dialect == "postgresql":
                 txn.exec("DROP FUNCTION euca_instance_bookkeeping()")
                 txn.exec("DROP FUNCTION euca_ip_host(TEXT)")
+            # and none of version 3 (accounts)
+            for index in ("instances_account", "security_groups_account", "volumes_account", "elastic_ips_account"):
+                txn.exec("DROP INDEX %s" % index)
+            txn.exec("DROP TABLE keypairs")
+            txn.exec("DROP TABLE accounts")
+            for table, column in (("security_groups", "account"), ("instances", "account"), ("elastic_ips", "account"),
+                                  ("volumes", "account"), ("snapshots", "account"), ("images", "account"),
+                                  ("instances", "key_name"), ("instances", "public_key"), ("instances", "user_data")):
+                txn.exec("ALTER TABLE %s DROP COLUMN %s" % (table, column))
             txn.exec("DELETE FROM schema_migrations WHERE version > 1")
     with db.Ledger(ledger_url, timeout=30) as ledger:
         with ledger.read() as txn:

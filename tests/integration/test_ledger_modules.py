@@ -138,7 +138,7 @@ def test_every_module_changes_once_then_is_idempotent_with_diff_and_generation(t
     assert [i["private_ip"] for i in launch["instances"]] == ["10.20.0.2", "10.20.0.3"]
     assert all(i["node"] == "nc1" and i["state"] == "pending" and i["group"] == "web" for i in launch["instances"])
     first_id = launch["instances"][0]["id"]
-    assert done["address"]["address"] == {"public_ip": "203.0.113.8", "name": "www", "instance": first_id}
+    assert done["address"]["address"] == {"public_ip": "203.0.113.8", "name": "www", "instance": first_id, "account": "admin"}
     attach = done["volume_attachment"]["diff"]
     assert (attach["before"]["attachment"], attach["before"]["state"]) == (None, "available")
     assert attach["after"]["attachment"] == {"instance": first_id, "device": "/dev/vdb"}
@@ -184,7 +184,7 @@ def test_check_mode_predicts_the_real_run_and_changes_nothing(tmp_path):
     assert placement(done["instances"]) == placement(predicted["instances"])
     assert [i["node"] for i in done["instances"]["instances"]] == ["nc1", "nc1", "nc2"]  # GREEDY, 2 cores per node
     assert done["address"]["address"] == predicted["address"]["address"] == {
-        "public_ip": "203.0.113.10", "name": "web-ip", "instance": None}
+        "public_ip": "203.0.113.10", "name": "web-ip", "instance": None, "account": "admin"}
     assert done["settings"]["settings"] == predicted["settings"]["settings"]
     assert dict(dump(ledger)["ledger_meta"])["generation"] == done["settings"]["generation"]
 
@@ -353,7 +353,7 @@ def test_ledger_info_scopes_and_generation(tmp_path):
     assert sorted(i["id"] for i in nc1_history["instances"]) == sorted(web[:2])
     assert sorted(i["id"] for i in nc2["instances"]) == sorted([web[2], db_id])
     assert [g["name"] for g in nc2["security_groups"]] == ["db", "web"]
-    assert nc2["elastic_ips"] == [{"public_ip": "203.0.113.10", "name": "db-ip", "instance": db_id}]
+    assert nc2["elastic_ips"] == [{"public_ip": "203.0.113.10", "name": "db-ip", "instance": db_id, "account": "admin"}]
     stopped = [i for i in nc2["instances"] if i["id"] == db_id][0]
     assert (stopped["state"], stopped["reason"], stopped["node"]) == ("stopped", "maintenance", "nc2")
     assert sorted(i["id"] for i in cluster["instances"]) == sorted(i["id"] for i in cloud_["instances"])

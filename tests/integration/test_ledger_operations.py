@@ -12,7 +12,7 @@ from ansible_collections.euca.cloud.plugins.module_utils.errors import (
     Conflict, Exhausted, InvalidInput, LedgerUnavailable, NotFound,
 )
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import (
-    addresses, cloud, db, groups, images, instances, slices, volumes,
+    addresses, cloud, db, groups, images, instances, schema, slices, volumes,
 )
 
 CHECKSUM = "ab" * 32
@@ -57,7 +57,7 @@ def test_migrations_are_recorded_and_reopening_is_a_noop(ledger_url):
     with db.Ledger(ledger_url) as first:
         with first.read() as txn:
             generation = txn.current_generation()
-            assert txn.value("SELECT MAX(version) FROM schema_migrations") == 2
+            assert txn.value("SELECT MAX(version) FROM schema_migrations") == schema.LATEST == 3
     with db.Ledger(ledger_url) as again:
         with again.read() as txn:
             assert txn.current_generation() == generation
@@ -190,7 +190,7 @@ def test_elastic_ips(seeded):
         vm = instances.ensure_instances(txn, name="w", group="web", image="tiny", count=2)["instances"]
         a = addresses.ensure_address(txn, instance=vm[0]["id"])["address"]
         b = addresses.ensure_address(txn, name="spare")["address"]
-    assert a == {"public_ip": "203.0.113.10", "name": None, "instance": vm[0]["id"]}
+    assert a == {"public_ip": "203.0.113.10", "name": None, "instance": vm[0]["id"], "account": "admin"}
     assert b["public_ip"] == "203.0.113.11"
     with seeded.write() as txn:
         assert not addresses.ensure_address(txn, instance=vm[0]["id"])["changed"]

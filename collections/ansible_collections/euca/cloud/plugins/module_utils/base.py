@@ -33,6 +33,8 @@ LEDGER_ARGS = dict(
     ledger=dict(type="str", default=db.DEFAULT_LEDGER),
     ledger_timeout=dict(type="float", default=30.0),
 )
+#: the account a ledger module acts as (doc fragment euca.cloud.account)
+ACCOUNT_ARGS = dict(account=dict(type="str", default="admin"))
 
 
 class EucaModule:

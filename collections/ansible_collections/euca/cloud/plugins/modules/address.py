@@ -22,6 +22,7 @@ author:
 extends_documentation_fragment:
   - euca.cloud.attributes
   - euca.cloud.ledger
+  - euca.cloud.account
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 options:
@@ -100,13 +101,14 @@ generation:
   sample: 42
 """
 
-from ansible_collections.euca.cloud.plugins.module_utils.base import LEDGER_ARGS, LedgerModule
+from ansible_collections.euca.cloud.plugins.module_utils.base import ACCOUNT_ARGS, LEDGER_ARGS, LedgerModule
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import addresses
 
 
 class AddressModule(LedgerModule):
     argument_spec = dict(
         LEDGER_ARGS,
+        account=dict(ACCOUNT_ARGS["account"]),
         public_ip=dict(type="str"),
         name=dict(type="str"),
         instance=dict(type="str"),
@@ -121,6 +123,7 @@ class AddressModule(LedgerModule):
         return self.converge(
             addresses.ensure_address, public_ip=p["public_ip"], name=p["name"], instance=p["instance"],
             state=p["state"], allow_reassociation=p["allow_reassociation"],
+            account=p["account"],
         )
 
 

@@ -21,6 +21,7 @@ author:
 extends_documentation_fragment:
   - euca.cloud.attributes
   - euca.cloud.ledger
+  - euca.cloud.account
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 options:
@@ -112,13 +113,14 @@ generation:
   sample: 42
 """
 
-from ansible_collections.euca.cloud.plugins.module_utils.base import LEDGER_ARGS, LedgerModule
+from ansible_collections.euca.cloud.plugins.module_utils.base import ACCOUNT_ARGS, LEDGER_ARGS, LedgerModule
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import images
 
 
 class ImageModule(LedgerModule):
     argument_spec = dict(
         LEDGER_ARGS,
+        account=dict(ACCOUNT_ARGS["account"]),
         name=dict(type="str", required=True),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         kind=dict(type="str", default="machine", choices=["machine", "kernel", "ramdisk"]),
@@ -136,6 +138,7 @@ class ImageModule(LedgerModule):
             images.ensure_image, p["name"], state=p["state"], kind=p["kind"], checksum=p["checksum"],
             size_bytes=p["size_bytes"], image_format=p["image_format"], kernel=p["kernel"], ramdisk=p["ramdisk"],
             location=p["location"],
+            account=p["account"],
         )
 
 

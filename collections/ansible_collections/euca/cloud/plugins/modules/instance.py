@@ -26,6 +26,7 @@ author:
 extends_documentation_fragment:
   - euca.cloud.attributes
   - euca.cloud.ledger
+  - euca.cloud.account
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 options:
@@ -73,7 +74,19 @@ options:
   reason:
     description: Why the state changes, recorded with each changed instance (like EC2's state reason).
     type: str
+  key_name:
+    description:
+      - The account's key pair (M(euca.cloud.keypair)) whose public key new instances get, through their NoCloud seed
+        and the metadata service (C(public-keys/0/openssh-key)). The instance keeps the key it was launched with.
+      - An unknown key pair fails with C(InvalidKeyPair.NotFound) and changes nothing.
+    type: str
+  user_data:
+    description:
+      - User data of new instances (cloud-init reads it from the seed and from the metadata service's
+        C(latest/user-data)), at most 16384 bytes as in EC2. Kept in the ledger with each instance.
+    type: str
 seealso:
+  - module: euca.cloud.keypair
   - module: euca.cloud.address
   - module: euca.cloud.volume_attachment
 """
@@ -162,6 +175,12 @@ instances:
     reason:
       description: Why the instance last changed state.
       type: str
+    account:
+      description: The account that owns the instance.
+      type: str
+    key_name:
+      description: The key pair the instance was launched with, null for none.
+      type: str
   sample:
     - id: i-5c3e9a01
       name: web
@@ -179,6 +198,8 @@ instances:
       mac: d0:0d:ac:13:00:02
       state: pending
       reason: ""
+      account: admin
+      key_name: ops
 launched:
   description: Ids of the instances this run launched.
   returned: always
@@ -198,13 +219,14 @@ generation:
   sample: 42
 """
 
-from ansible_collections.euca.cloud.plugins.module_utils.base import LEDGER_ARGS, LedgerModule
+from ansible_collections.euca.cloud.plugins.module_utils.base import ACCOUNT_ARGS, LEDGER_ARGS, LedgerModule
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import instances
 
 
 class InstanceModule(LedgerModule):
     argument_spec = dict(
         LEDGER_ARGS,
+        account=dict(ACCOUNT_ARGS["account"]),
         name=dict(type="str"),
         state=dict(type="str", default="present", choices=["present", "running", "stopped", "terminated", "absent"]),
         instance_ids=dict(type="list", elements="str"),
@@ -216,6 +238,8 @@ class InstanceModule(LedgerModule):
         exact_count=dict(type="int"),
         placement_policy=dict(type="str", choices=["GREEDY", "ROUNDROBIN", "POWERSAVE"]),
         reason=dict(type="str"),
+        key_name=dict(type="str", no_log=False),
+        user_data=dict(type="str"),
     )
     module_kwargs = dict(
         mutually_exclusive=[["count", "exact_count"]],
@@ -235,6 +259,8 @@ class InstanceModule(LedgerModule):
             instances.ensure_instances, name=p["name"], state=p["state"], instance_ids=p["instance_ids"],
             group=p["group"], image=p["image"], instance_type=p["instance_type"], cluster=p["cluster"],
             count=p["count"], exact_count=p["exact_count"], policy=p["placement_policy"], reason=p["reason"],
+            key_name=p["key_name"], user_data=p["user_data"],
+            account=p["account"],
         )
         if "diff" in outcome:
             # Ansible renders a dict diff, not a list one: key the instances by id.

@@ -22,6 +22,7 @@ author:
 extends_documentation_fragment:
   - euca.cloud.attributes
   - euca.cloud.ledger
+  - euca.cloud.account
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 attributes:
@@ -138,6 +139,18 @@ elastic_ips:
   type: list
   elements: dict
   sample: [{public_ip: 203.0.113.33, name: www, instance: i-5c3e9a01}]
+keypairs:
+  description: With O(scope=cloud), the key pairs O(account) sees (public keys and fingerprints); empty otherwise.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{name: ops, id: key-0a1b2c3d, key_type: ssh-ed25519, fingerprint: "mh7dE6uRgB0hSGx9Z3U/5Dc6hqWg2NLiMJZeMeQ3eNI=",
+            public_key: "ssh-ed25519 AAAA... ops", account: admin}]
+account:
+  description: The account the slice was read for.
+  returned: always
+  type: str
+  sample: admin
 volumes:
   description: Volumes in scope (for a node, those attached to its instances), as M(euca.cloud.volume) returns them.
   returned: always
@@ -150,7 +163,7 @@ volumes:
 
 import os
 
-from ansible_collections.euca.cloud.plugins.module_utils.base import LEDGER_ARGS, LedgerModule
+from ansible_collections.euca.cloud.plugins.module_utils.base import ACCOUNT_ARGS, LEDGER_ARGS, LedgerModule
 from ansible_collections.euca.cloud.plugins.module_utils.errors import NotFound
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import db, slices
 
@@ -161,6 +174,7 @@ class LedgerInfoModule(LedgerModule):
         scope=dict(type="str", default="cloud", choices=["cloud", "cluster", "node"]),
         name=dict(type="str"),
         include_terminated=dict(type="bool", default=False),
+        account=dict(ACCOUNT_ARGS["account"]),
     )
     module_kwargs = dict(required_if=[["scope", "cluster", ["name"]], ["scope", "node", ["name"]]])
 
@@ -169,7 +183,7 @@ class LedgerInfoModule(LedgerModule):
         # Opening a missing SQLite ledger would create an empty one: a reader must not do that.
         if not db.is_postgres_url(p["ledger"]) and not os.path.exists(db.sqlite_path(p["ledger"])):
             raise NotFound("no ledger at %s: check the ledger option (nothing has been recorded there yet)" % p["ledger"])
-        found = self.read(slices.read_slice, p["scope"], p["name"], p["include_terminated"])
+        found = self.read(slices.read_slice, p["scope"], p["name"], p["include_terminated"], p["account"])
         found["changed"] = False
         return found
 

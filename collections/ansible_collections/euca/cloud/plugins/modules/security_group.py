@@ -24,6 +24,7 @@ author:
 extends_documentation_fragment:
   - euca.cloud.attributes
   - euca.cloud.ledger
+  - euca.cloud.account
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 options:
@@ -207,7 +208,7 @@ generation:
   sample: 42
 """
 
-from ansible_collections.euca.cloud.plugins.module_utils.base import LEDGER_ARGS, LedgerModule
+from ansible_collections.euca.cloud.plugins.module_utils.base import ACCOUNT_ARGS, LEDGER_ARGS, LedgerModule
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import groups
 
 RULE_SPEC = dict(
@@ -227,6 +228,7 @@ RULES_SPEC = dict(type="list", elements="dict", options=RULE_SPEC,
 class SecurityGroupModule(LedgerModule):
     argument_spec = dict(
         LEDGER_ARGS,
+        account=dict(ACCOUNT_ARGS["account"]),
         name=dict(type="str", required=True),
         state=dict(type="str", default="present", choices=["present", "absent"]),
         description=dict(type="str"),
@@ -242,6 +244,7 @@ class SecurityGroupModule(LedgerModule):
         outcome = self.converge(
             groups.ensure_group, p["name"], state=p["state"], description=p["description"], rules=p["rules"],
             purge_rules=p["purge_rules"], segment_id=p["segment_id"], subnet=p["subnet"], revoke_rules=p["revoke_rules"],
+            account=p["account"],
         )
         outcome["security_group"] = outcome.pop("group")
         return outcome

@@ -20,6 +20,7 @@ author:
 extends_documentation_fragment:
   - euca.cloud.attributes
   - euca.cloud.ledger
+  - euca.cloud.account
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 options:
@@ -79,13 +80,14 @@ generation:
   sample: 42
 """
 
-from ansible_collections.euca.cloud.plugins.module_utils.base import LEDGER_ARGS, LedgerModule
+from ansible_collections.euca.cloud.plugins.module_utils.base import ACCOUNT_ARGS, LEDGER_ARGS, LedgerModule
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import volumes
 
 
 class SnapshotModule(LedgerModule):
     argument_spec = dict(
         LEDGER_ARGS,
+        account=dict(ACCOUNT_ARGS["account"]),
         name=dict(type="str", required=True),
         volume=dict(type="str"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
@@ -93,7 +95,7 @@ class SnapshotModule(LedgerModule):
 
     def run(self):
         p = self.params
-        return self.converge(volumes.ensure_snapshot, p["name"], volume=p["volume"], state=p["state"])
+        return self.converge(volumes.ensure_snapshot, p["name"], volume=p["volume"], state=p["state"], account=p["account"])
 
 
 def main():

@@ -22,6 +22,7 @@ author:
 extends_documentation_fragment:
   - euca.cloud.attributes
   - euca.cloud.ledger
+  - euca.cloud.account
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 options:
@@ -112,13 +113,14 @@ generation:
   sample: 42
 """
 
-from ansible_collections.euca.cloud.plugins.module_utils.base import LEDGER_ARGS, LedgerModule
+from ansible_collections.euca.cloud.plugins.module_utils.base import ACCOUNT_ARGS, LEDGER_ARGS, LedgerModule
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import volumes
 
 
 class VolumeModule(LedgerModule):
     argument_spec = dict(
         LEDGER_ARGS,
+        account=dict(ACCOUNT_ARGS["account"]),
         name=dict(type="str"),
         volume_id=dict(type="str"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
@@ -134,6 +136,7 @@ class VolumeModule(LedgerModule):
         return self.converge(
             volumes.ensure_volume, name=p["name"], volume_id=p["volume_id"], state=p["state"], cluster=p["cluster"],
             size_gb=p["size_gb"], snapshot=p["snapshot"], force_detach=p["force_detach"],
+            account=p["account"],
         )
 
 

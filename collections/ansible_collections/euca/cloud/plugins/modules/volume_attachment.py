@@ -21,6 +21,7 @@ author:
 extends_documentation_fragment:
   - euca.cloud.attributes
   - euca.cloud.ledger
+  - euca.cloud.account
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.actiongroups
 options:
@@ -98,13 +99,14 @@ generation:
   sample: 42
 """
 
-from ansible_collections.euca.cloud.plugins.module_utils.base import LEDGER_ARGS, LedgerModule
+from ansible_collections.euca.cloud.plugins.module_utils.base import ACCOUNT_ARGS, LEDGER_ARGS, LedgerModule
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import volumes
 
 
 class VolumeAttachmentModule(LedgerModule):
     argument_spec = dict(
         LEDGER_ARGS,
+        account=dict(ACCOUNT_ARGS["account"]),
         volume=dict(type="str", required=True),
         instance=dict(type="str"),
         device=dict(type="str"),
@@ -116,6 +118,7 @@ class VolumeAttachmentModule(LedgerModule):
         p = self.params
         return self.converge(
             volumes.ensure_attachment, p["volume"], instance=p["instance"], device=p["device"], state=p["state"],
+            account=p["account"],
         )
 
 

@@ -8,7 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, Exhausted, InvalidInput, NotFound
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import settings
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import accounts, settings
 from ansible_collections.euca.cloud.plugins.module_utils.model import addressing
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.schema import now
 from ansible_collections.euca.cloud.plugins.module_utils.model import names
@@ -16,12 +16,46 @@ from ansible_collections.euca.cloud.plugins.module_utils.model import network as
 from ansible_collections.euca.cloud.plugins.module_utils.model import rules as model_rules
 
 
-def get_group(txn, name):
-    """The group row; NotFound naming the fix otherwise."""
-    found = txn.row("SELECT * FROM security_groups WHERE name = ?", name)
-    if found is None:
+def get_group(txn, name, account=None):
+    """The group row by its key; NotFound naming the fix otherwise.
+
+    With ``account``, ``name`` is that account's name for it (ledger/accounts.py group_key) and a
+    group the account may not see is not found.
+    """
+    key = name if account is None else accounts.group_key(account, name)
+    found = txn.row("SELECT * FROM security_groups WHERE name = ?", key)
+    if found is None or (account is not None and not accounts.sees(txn, account, found["account"])):
         raise NotFound("unknown security group %r: create it with euca.cloud.security_group first" % (name,))
     return found
+
+
+def _source_keys(account, rules):
+    """``rules`` with each source group named as the ledger keys it (the rules' account's group)."""
+    out = []
+    for rule in rules or []:
+        if isinstance(rule, dict) and isinstance(rule.get("source_group"), str) and rule["source_group"]:
+            try:
+                rule = dict(rule, source_group=accounts.group_key(account, rule["source_group"]))
+            except NotFound:
+                raise
+            except InvalidInput:
+                # not a group name: the model refuses the rule, in its words and in its order
+                if not names.is_name(rule["source_group"]):
+                    out.append(rule)
+                    continue
+                raise
+        out.append(rule)
+    return out
+
+
+def for_account(group, account):
+    """A group view in ``account``'s words: its own groups by their own names (the admin account sees keys)."""
+    if account == accounts.ADMIN or not group:
+        return group
+    out = dict(group, name=accounts.group_display(group["name"]))
+    out["rules"] = [dict(r, source_group=accounts.group_display(r["source_group"])) if r.get("source_group") else r
+                    for r in group.get("rules", [])]
+    return out
 
 
 def rules_of(txn, name):
@@ -126,6 +160,7 @@ def view(txn, row):
     subnet = addressing.parse_network(row["subnet"], "subnet")
     return {
         "name": row["name"],
+        "account": row["account"],
         "description": row["description"],
         "segment_id": row["segment_id"],
         "subnet": row["subnet"],
@@ -135,7 +170,7 @@ def view(txn, row):
 
 
 def ensure_group(txn, name, state="present", description=None, rules=None, purge_rules=True, segment_id=None, subnet=None,
-                 revoke_rules=None):
+                 revoke_rules=None, account=accounts.ADMIN):
     """Create, update or delete a security group and its rules.
 
     ``revoke_rules`` are removed if the group has them (EC2 RevokeSecurityGroupIngress); each is
@@ -143,8 +178,24 @@ def ensure_group(txn, name, state="present", description=None, rules=None, purge
 
     A new group gets the lowest free segment id and subnet slice unless they are given;
     segment and subnet of an existing group cannot change (instances are wired to them).
+
+    ``name`` is ``account``'s name for the group; the result is in the account's words
+    (for_account). A new group belongs to the account its key names.
     """
-    names.check_name("security group", name)
+    accounts.get_account(txn, account)
+    key = accounts.group_key(account, name)
+    names.check_name("security group", key)
+    owner = accounts.group_owner(key)
+    accounts.get_account(txn, owner)
+    rules = None if rules is None else _source_keys(account, rules)
+    revoke_rules = None if revoke_rules is None else _source_keys(account, revoke_rules)
+    result = _ensure_group(txn, key, owner, state, description, rules, purge_rules, segment_id, subnet, revoke_rules)
+    for part in ("before", "after", "group"):
+        result[part] = for_account(result[part], account)
+    return result
+
+
+def _ensure_group(txn, name, owner, state, description, rules, purge_rules, segment_id, subnet, revoke_rules):
     found = txn.row("SELECT * FROM security_groups WHERE name = ?", name)
     before = view(txn, found) if found else {}
     if state == "absent":
@@ -179,8 +230,10 @@ def ensure_group(txn, name, state="present", description=None, rules=None, purge
         segment = _allocate_segment(txn, conf, segment_id)
         slice_ = _allocate_subnet(txn, conf, subnet)
         txn.exec(
-            "INSERT INTO security_groups (name, description, segment_id, subnet, created_at) VALUES (?, ?, ?, ?, ?)",
-            name, description if description is not None else name, segment, str(slice_), now(),
+            "INSERT INTO security_groups (name, description, segment_id, subnet, created_at, account) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            name, description if description is not None else accounts.group_display(name), segment, str(slice_), now(),
+            owner,
         )
         changed = True
     if rules is not None:

@@ -10,7 +10,7 @@ __metaclass__ = type
 import re
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, InvalidInput, NotFound
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import ids
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import accounts, ids
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.schema import now
 from ansible_collections.euca.cloud.plugins.module_utils.model import names
 
@@ -18,17 +18,22 @@ KINDS = ("machine", "kernel", "ramdisk")
 FORMATS = ("raw", "qcow2", "kernel", "ramdisk")
 # Fields that describe the bytes; changing them means a different image.
 IMMUTABLE = ("kind", "checksum", "size_bytes", "format", "kernel_id", "ramdisk_id")
-VIEW = ("id", "name") + IMMUTABLE + ("location",)
+VIEW = ("id", "name") + IMMUTABLE + ("location", "account")
 
 
 def _view(row):
     return dict((k, row[k]) for k in VIEW)
 
 
-def resolve(txn, ref, kind=None):
-    """An image row by id or by name; NotFound naming the fix otherwise."""
+def visible(txn, account, row):
+    """True when ``account`` may launch ``row``: its own images and the admin account's (public) ones."""
+    return row["account"] in (account, accounts.ADMIN) or accounts.is_admin(txn, account)
+
+
+def resolve(txn, ref, kind=None, account=None):
+    """An image row by id or by name; NotFound naming the fix otherwise (also one ``account`` may not see)."""
     found = txn.row("SELECT * FROM images WHERE id = ? OR name = ?", ref, ref)
-    if found is None:
+    if found is None or (account is not None and not visible(txn, account, found)):
         raise NotFound("unknown image %r: register it with euca.cloud.image first" % (ref,))
     if kind and found["kind"] != kind:
         raise InvalidInput("image %s (%s) is a %s image, not a %s image" % (found["id"], found["name"], found["kind"], kind))
@@ -42,10 +47,20 @@ def _checksum(value):
 
 
 def ensure_image(txn, name, state="present", kind="machine", checksum=None, size_bytes=None, image_format=None,
-                 kernel=None, ramdisk=None, location=None):
-    """Register (``present``) or deregister (``absent``) an image by name."""
+                 kernel=None, ramdisk=None, location=None, account=accounts.ADMIN):
+    """Register (``present``) or deregister (``absent``) an image by name.
+
+    A new registration belongs to ``account``; the admin account's images are public (every account
+    launches them), another account's are its own. Only the owner (or the admin account) changes
+    or deregisters one; to any other account it is not there.
+    """
     names.check_name("image", name)
+    accounts.get_account(txn, account)
     found = txn.row("SELECT * FROM images WHERE name = ?", name)
+    if found is not None and not accounts.sees(txn, account, found["account"]):
+        if state == "absent":
+            raise NotFound("unknown image %r" % (name,))
+        raise Conflict("image name %s is taken (image names are unique across the cloud); choose another" % name)
     before = _view(found) if found else {}
     if state == "absent":
         if not found:
@@ -79,14 +94,15 @@ def ensure_image(txn, name, state="present", kind="machine", checksum=None, size
         "size_bytes": size_bytes if size_bytes is not None else found["size_bytes"],
         "format": image_format,
         # Left out on an existing image means "keep", as for every other field.
-        "kernel_id": resolve(txn, kernel, "kernel")["id"] if kernel else (found["kernel_id"] if found else None),
-        "ramdisk_id": resolve(txn, ramdisk, "ramdisk")["id"] if ramdisk else (found["ramdisk_id"] if found else None),
+        "kernel_id": resolve(txn, kernel, "kernel", account)["id"] if kernel else (found["kernel_id"] if found else None),
+        "ramdisk_id": resolve(txn, ramdisk, "ramdisk", account)["id"] if ramdisk else (found["ramdisk_id"] if found else None),
         "location": location if location is not None else (found["location"] if found else None),
     }
     if not isinstance(desired["size_bytes"], int) or desired["size_bytes"] < 0:
         raise InvalidInput("image %s: size_bytes must be a non-negative integer" % name)
     if kind != "machine" and (kernel or ramdisk):
         raise InvalidInput("image %s: only machine images take a kernel or ramdisk" % name)
+    desired["account"] = found["account"] if found else account
     if found:
         desired["id"] = found["id"]
         differs = [f for f in IMMUTABLE if desired[f] != found[f]]
@@ -102,10 +118,10 @@ def ensure_image(txn, name, state="present", kind="machine", checksum=None, size
         return {"changed": True, "before": before, "after": after, "image": after}
     desired["id"] = ids.new_id(txn, kind)
     txn.exec(
-        "INSERT INTO images (id, name, kind, checksum, size_bytes, format, kernel_id, ramdisk_id, location, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO images (id, name, kind, checksum, size_bytes, format, kernel_id, ramdisk_id, location, created_at, "
+        "account) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         desired["id"], name, kind, desired["checksum"], desired["size_bytes"], image_format,
-        desired["kernel_id"], desired["ramdisk_id"], desired["location"], now(),
+        desired["kernel_id"], desired["ramdisk_id"], desired["location"], now(), account,
     )
     after = _view(desired)
     return {"changed": True, "before": {}, "after": after, "image": after}

@@ -12,7 +12,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, InvalidInput, NotFound
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import groups, ids, images, scheduler, settings
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import accounts, groups, ids, images, keypairs, scheduler, settings
 from ansible_collections.euca.cloud.plugins.module_utils.model import addressing
 from ansible_collections.euca.cloud.plugins.module_utils.model import names
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.cloud import get_cluster, node_usage
@@ -26,30 +26,48 @@ TRANSITIONS = {
     "terminated": ("pending", "running", "stopped", "terminated"),
 }
 VIEW = ("id", "name", "reservation_id", "launch_index", "group_name", "image_id", "instance_type", "cluster", "node",
-        "cores", "memory_mb", "disk_gb", "private_ip", "mac", "state", "reason")
+        "cores", "memory_mb", "disk_gb", "private_ip", "mac", "state", "reason", "account", "key_name")
+#: EC2's limit on user data (RunInstances: 16 KB, before base64)
+USER_DATA_MAX = 16384
 
 
-def view(row):
-    """An instance in the shape modules return (``group`` for ``group_name``)."""
+def view(row, account=None):
+    """An instance in the shape modules return (``group`` for ``group_name``), in ``account``'s words."""
     out = dict((k, row[k]) for k in VIEW)
     out["group"] = out.pop("group_name")
+    if account is not None and account != accounts.ADMIN:
+        out["group"] = accounts.group_display(out["group"])
     return out
 
 
-def get_instance(txn, instance_id):
-    """The instance row; NotFound naming the fix otherwise."""
+def get_instance(txn, instance_id, account=None):
+    """The instance row; NotFound naming the fix otherwise (also for another account's, with ``account``)."""
     found = txn.row("SELECT * FROM instances WHERE id = ?", instance_id)
-    if found is None:
-        raise NotFound("unknown instance %r" % (instance_id,))
+    if found is None or (account is not None and not accounts.sees(txn, account, found["account"])):
+        raise NotFound("InvalidInstanceID.NotFound: unknown instance %r" % (instance_id,))
     return found
 
 
-def live_by_name(txn, name):
-    """Live (not terminated) instances labelled ``name``, oldest first."""
+def live_by_name(txn, name, account=accounts.ADMIN):
+    """``account``'s live (not terminated) instances labelled ``name``, oldest first."""
     return txn.rows(
-        "SELECT * FROM instances WHERE name = ? AND state <> 'terminated' ORDER BY created_gen, launch_index, id",
-        name,
+        "SELECT * FROM instances WHERE name = ? AND account = ? AND state <> 'terminated' "
+        "ORDER BY created_gen, launch_index, id",
+        name, account,
     )
+
+
+def check_user_data(user_data):
+    """``user_data`` (text) when it is within EC2's 16 KiB, else InvalidInput."""
+    if user_data is None:
+        return None
+    if not isinstance(user_data, str):
+        raise InvalidInput("user_data must be text, not %s" % type(user_data).__name__)
+    size = len(user_data.encode("utf-8"))
+    if size > USER_DATA_MAX:
+        raise InvalidInput("InvalidParameterValue: user data is %d bytes; EC2's limit is %d bytes (16 KiB)"
+                           % (size, USER_DATA_MAX))
+    return user_data
 
 
 def resolve_type(conf, instance_type):
@@ -90,7 +108,8 @@ def terminate(txn, row, reason="terminated by request"):
     return True
 
 
-def launch(txn, name, group, image, instance_type, count, cluster=None, policy=None):
+def launch(txn, name, group, image, instance_type, count, cluster=None, policy=None, account=accounts.ADMIN,
+           keypair=None, user_data=None):
     """Reserve ``count`` new pending instances; all or nothing.
 
     The cost does not grow with the cloud: node capacity comes from node_load and the lowest
@@ -108,8 +127,9 @@ def launch(txn, name, group, image, instance_type, count, cluster=None, policy=N
     if reads["subnet"] is None:
         groups.get_group(txn, group)  # raises NotFound
     image_row = reads["image"]
-    if image_row is None or image_row["kind"] != "machine":
-        image_row = images.resolve(txn, image, "machine")  # raises NotFound or InvalidInput
+    if image_row is None or image_row["kind"] != "machine" or account != accounts.ADMIN:
+        image_row = images.resolve(txn, image, "machine", account)  # raises NotFound or InvalidInput
+    accounts.check_quota(txn, account, max_instances=count, max_cores=count * need["cores"])
     if cluster:
         get_cluster(txn, cluster)
     policy = policy or conf["scheduler"]
@@ -133,11 +153,13 @@ def launch(txn, name, group, image, instance_type, count, cluster=None, policy=N
             rows = txn.exec_rows(
                 "INSERT INTO instances (id, name, reservation_id, launch_index, group_name, image_id, instance_type, "
                 "cluster, node, cores, memory_mb, disk_gb, private_ip, mac, state, reason, created_gen, created_at, "
-                "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', '', ?, ?, ?) "
+                "updated_at, account, key_name, public_key, user_data) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', '', ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING RETURNING *",
                 instance_id, name, reservation, index, group, image_row["id"], instance_type, clusters[node], node,
                 need["cores"], need["memory_mb"], need["disk_gb"], address, allocator.mac_for_host(hosts[index]),
-                generation, stamp, stamp,
+                generation, stamp, stamp, account, keypair["name"] if keypair else None,
+                keypair["public_key"] if keypair else None, user_data,
             )
             if rows:
                 created.append(rows[0])
@@ -163,13 +185,20 @@ def launch(txn, name, group, image, instance_type, count, cluster=None, policy=N
 
 
 def ensure_instances(txn, name=None, state="present", instance_ids=None, group=None, image=None,
-                     instance_type="m1.small", cluster=None, count=None, exact_count=None, policy=None, reason=None):
+                     instance_type="m1.small", cluster=None, count=None, exact_count=None, policy=None, reason=None,
+                     account=accounts.ADMIN, key_name=None, user_data=None):
     """Converge instances to ``state``.
 
     ``present``: at least ``count`` (or exactly ``exact_count``, terminating the newest
     extra ones) live instances labelled ``name``. ``running``/``stopped``/``terminated``:
     move the instances in ``instance_ids`` (or all live ones labelled ``name``).
+
+    Everything is ``account``'s: labels and group names are its own, another account's instance id
+    is not found (the admin account acts on every account's instances by id), new instances get
+    its key pair ``key_name`` and ``user_data`` and count against its quotas.
     """
+    accounts.get_account(txn, account)
+    user_data = check_user_data(user_data)
     if state == "absent":
         state = "terminated"
     if state == "present":
@@ -181,23 +210,29 @@ def ensure_instances(txn, name=None, state="present", instance_ids=None, group=N
         wanted = count if count is not None else exact_count
         if not isinstance(wanted, int) or wanted < 0:
             raise InvalidInput("count/exact_count must be a non-negative integer, not %r" % (wanted,))
-        live = live_by_name(txn, name)
-        before = [view(r) for r in live]
+        # the instances belong to their group's account (the admin account launches into another's
+        # group as that account: its labels, key pairs and quotas)
+        group_row = groups.get_group(txn, group, account) if group else None
+        owner = group_row["account"] if group_row else account
+        live = live_by_name(txn, name, owner)
+        before = [view(r, account) for r in live]
         created, removed = [], []
         if wanted > len(live):
             if not group or not image:
                 raise InvalidInput("launching instances for %s needs group and image" % name)
-            created = launch(txn, name, group, image, instance_type, wanted - len(live), cluster, policy)
+            keypair = keypairs.get_keypair(txn, owner, key_name) if key_name else None
+            created = launch(txn, name, group_row["name"], image, instance_type, wanted - len(live), cluster, policy,
+                             owner, keypair, user_data)
         elif exact_count is not None and len(live) > exact_count:
             for row in list(reversed(live))[: len(live) - exact_count]:
                 terminate(txn, row, "terminated to meet exact_count %d" % exact_count)
                 removed.append(row["id"])
-        after_rows = live_by_name(txn, name)
+        after_rows = live_by_name(txn, name, owner)
         return {
             "changed": bool(created or removed),
             "before": before,
-            "after": [view(r) for r in after_rows],
-            "instances": [view(r) for r in after_rows],
+            "after": [view(r, account) for r in after_rows],
+            "instances": [view(r, account) for r in after_rows],
             "launched": [r["id"] for r in created],
             "terminated": removed,
         }
@@ -207,12 +242,12 @@ def ensure_instances(txn, name=None, state="present", instance_ids=None, group=N
     if instance_ids:
         rows = []
         for instance_id in instance_ids:
-            rows.append(get_instance(txn, instance_id))
+            rows.append(get_instance(txn, instance_id, account))
     elif name:
-        rows = live_by_name(txn, name)
+        rows = live_by_name(txn, name, account)
     else:
         raise InvalidInput("state=%s needs instance_ids or name" % state)
-    before = [view(r) for r in rows]
+    before = [view(r, account) for r in rows]
     changed = []
     for row in rows:
         if row["state"] not in TRANSITIONS[state]:
@@ -224,7 +259,7 @@ def ensure_instances(txn, name=None, state="present", instance_ids=None, group=N
         else:
             txn.exec("UPDATE instances SET state = ?, reason = ?, updated_at = ? WHERE id = ?", state, reason or "", now(), row["id"])
         changed.append(row["id"])
-    after = [view(get_instance(txn, r["id"])) for r in rows]
+    after = [view(get_instance(txn, r["id"]), account) for r in rows]
     return {"changed": bool(changed), "before": before, "after": after, "instances": after,
             "launched": [], "terminated": changed if state == "terminated" else []}
 

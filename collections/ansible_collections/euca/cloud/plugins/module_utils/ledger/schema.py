@@ -296,6 +296,55 @@ MIGRATIONS = [
             "CREATE INDEX instances_group ON instances (group_name, state)",
         ] + _BOOKKEEPING_TRIGGERS,
     ),
+    (
+        3,
+        "accounts: owners, quotas, key pairs, user data",
+        [
+            # An account owns groups, instances, addresses, volumes, snapshots, images and key pairs.
+            # A NULL quota is no limit. The admin account (ledger/accounts.py ADMIN) sees everything.
+            """CREATE TABLE accounts (
+                name TEXT PRIMARY KEY,
+                number TEXT NOT NULL UNIQUE,
+                admin INTEGER NOT NULL DEFAULT 0,
+                max_instances INTEGER,
+                max_cores INTEGER,
+                max_addresses INTEGER,
+                max_volume_gb INTEGER,
+                created_at TEXT NOT NULL)""",
+            {
+                "sqlite": "INSERT INTO accounts (name, number, admin, created_at) "
+                          "VALUES ('admin', '000000000001', 1, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+                "postgresql": "INSERT INTO accounts (name, number, admin, created_at) VALUES ('admin', '000000000001', 1, "
+                              "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'))",
+            },
+            # Every owned record gets its owner; what exists already belongs to the admin account.
+            # (SQLite adds no REFERENCES with a non-NULL default: ledger/accounts.py checks the owner.)
+            "ALTER TABLE security_groups ADD COLUMN account TEXT NOT NULL DEFAULT 'admin'",
+            "ALTER TABLE instances ADD COLUMN account TEXT NOT NULL DEFAULT 'admin'",
+            "ALTER TABLE elastic_ips ADD COLUMN account TEXT NOT NULL DEFAULT 'admin'",
+            "ALTER TABLE volumes ADD COLUMN account TEXT NOT NULL DEFAULT 'admin'",
+            "ALTER TABLE snapshots ADD COLUMN account TEXT NOT NULL DEFAULT 'admin'",
+            "ALTER TABLE images ADD COLUMN account TEXT NOT NULL DEFAULT 'admin'",
+            # What an instance was launched with, kept with it (EC2: a deleted key pair leaves the
+            # instances' keys as they were).
+            "ALTER TABLE instances ADD COLUMN key_name TEXT",
+            "ALTER TABLE instances ADD COLUMN public_key TEXT",
+            "ALTER TABLE instances ADD COLUMN user_data TEXT",
+            "CREATE INDEX instances_account ON instances (account, state)",
+            "CREATE INDEX security_groups_account ON security_groups (account)",
+            "CREATE INDEX volumes_account ON volumes (account)",
+            "CREATE INDEX elastic_ips_account ON elastic_ips (account)",
+            """CREATE TABLE keypairs (
+                account TEXT NOT NULL REFERENCES accounts (name),
+                name TEXT NOT NULL,
+                id TEXT NOT NULL UNIQUE,
+                key_type TEXT NOT NULL,
+                fingerprint TEXT NOT NULL,
+                public_key TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (account, name))""",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -12,14 +12,24 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidInput, NotFound
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import addresses, groups, images, instances, settings, volumes
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import (accounts, addresses, groups, images, instances,
+                                                                        keypairs, settings, volumes)
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.cloud import node_usage
 
 SCOPES = ("cloud", "cluster", "node")
 
 
-def read_slice(txn, scope="cloud", name=None, include_terminated=False):
-    """The ledger as seen from ``scope`` (``cloud``, ``cluster`` NAME or ``node`` NAME)."""
+def read_slice(txn, scope="cloud", name=None, include_terminated=False, account=accounts.ADMIN):
+    """The ledger as seen from ``scope`` (``cloud``, ``cluster`` NAME or ``node`` NAME).
+
+    A cluster's or node's slice (what its hosts converge to) has every account's records, and each
+    instance's ``user_data`` and ``public_key`` (its seed and metadata need them). The cloud's, read
+    for ``account``, has only what that account sees (everything for the admin account) in its
+    words, and its key pairs.
+    """
+    accounts.get_account(txn, account)
+    if scope != "cloud" and account != accounts.ADMIN:
+        raise InvalidInput("scope=%s is the data plane's view of every account: read it as the admin account" % scope)
     if scope not in SCOPES:
         raise InvalidInput("scope must be one of %s" % ", ".join(SCOPES))
     if scope != "cloud" and not name:
@@ -70,18 +80,34 @@ def read_slice(txn, scope="cloud", name=None, include_terminated=False):
             volume_rows = [r for r in txn.rows("SELECT v.* FROM volumes v JOIN attachments a ON a.volume_id = v.id ORDER BY v.id")
                            if volumes.view(txn, r)["attachment"]["instance"] in live_ids]
         cluster_names = sorted(set(n["cluster"] for n in nodes) | ({name} if scope == "cluster" else set()))
+    if scope == "cloud" and not accounts.is_admin(txn, account):
+        instance_rows = [r for r in instance_rows if r["account"] == account]
+        group_rows = [r for r in group_rows if r["account"] == account]
+        image_rows = [r for r in image_rows if r["account"] in (account, accounts.ADMIN)]
+        eip_rows = [r for r in eip_rows if r["account"] == account]
+        volume_rows = [r for r in volume_rows if r["account"] == account]
+        nodes = []
+    snapshot_rows = [r for r in txn.rows("SELECT * FROM snapshots ORDER BY id")
+                     if (scope == "cloud" and accounts.sees(txn, account, r["account"]))
+                     or r["volume_id"] in set(v["id"] for v in volume_rows)]
+    instance_views = [instances.view(r, account) for r in instance_rows]
+    if scope != "cloud":
+        for out, row in zip(instance_views, instance_rows):
+            out["user_data"] = row["user_data"]
+            out["public_key"] = row["public_key"]
     return {
         "generation": txn.current_generation(),
         "scope": scope,
+        "account": account,
         "name": name,
         "settings": conf,
         "clusters": cluster_names,
         "nodes": nodes,
-        "security_groups": [groups.view(txn, r) for r in group_rows],
+        "security_groups": [groups.for_account(groups.view(txn, r), account) for r in group_rows],
         "images": [dict((k, r[k]) for k in images.VIEW) for r in image_rows],
-        "instances": [instances.view(r) for r in instance_rows],
-        "elastic_ips": [addresses.view(r) for r in eip_rows],
-        "volumes": [volumes.view(txn, r) for r in volume_rows],
-        "snapshots": [volumes.snapshot_view(r) for r in txn.rows("SELECT * FROM snapshots ORDER BY id")
-                      if scope == "cloud" or r["volume_id"] in set(v["id"] for v in volume_rows)],
+        "instances": instance_views,
+        "elastic_ips": [addresses.view(r, account) for r in eip_rows],
+        "volumes": [volumes.view(txn, r, account) for r in volume_rows],
+        "snapshots": [volumes.snapshot_view(r, account) for r in snapshot_rows],
+        "keypairs": keypairs.list_keypairs(txn, account) if scope == "cloud" else [],
     }

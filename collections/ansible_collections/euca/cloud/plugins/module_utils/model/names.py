@@ -48,7 +48,7 @@ ID_KINDS = {
     "ramdisk": ("eri", "images"),
     "volume": ("vol", "volumes"),
     "snapshot": ("snap", "snapshots"),
-    "key": ("key", None),
+    "key": ("key", "keypairs"),
 }
 ID_DIGITS = 8
 ID_RE = re.compile(r"^(%s)-[0-9a-f]{%d}\Z" % ("|".join(sorted(p for p, _t in ID_KINDS.values())), ID_DIGITS))
