@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+from pathlib import Path
 
 UDHCPC_SCRIPT = """#!/bin/sh
 # busybox udhcpc hook: configure the lease like a guest would
@@ -22,6 +23,11 @@ exit 0
 """
 
 
+#: the metadata daemon as the cc role installs it (network.yml runs it on the CC)
+METADATA_SERVER = (Path(__file__).resolve().parents[2] / "collections" / "ansible_collections" / "euca" / "cloud" / "roles"
+                   / "cc" / "files" / "euca-metadata")
+
+
 def inventory(tmp_path, ledger, cc_ns):
     """An inventory with one host cc1 that is CLC, CC and NC of cluster_a, inside ``cc_ns``."""
     text = textwrap.dedent("""\
@@ -35,13 +41,16 @@ def inventory(tmp_path, ledger, cc_ns):
             euca_public_interface: pub
             euca_dhcp_state_dir: {state}
             euca_dhcp_user: root
+            euca_metadata_snapshot: {metadata}
+            euca_metadata_server_path: {server}
           children:
             clc: {{hosts: {{cc1: }}}}
             cluster_a:
               children:
                 cc: {{hosts: {{cc1: }}}}
                 nc: {{hosts: {{cc1: }}}}
-        """).format(ledger=ledger, ns=cc_ns, state=tmp_path / "dhcp")
+        """).format(ledger=ledger, ns=cc_ns, state=tmp_path / "dhcp", metadata=tmp_path / "metadata" / "snapshot.json",
+                    server=METADATA_SERVER)
     path = tmp_path / "hosts.yml"
     path.write_text(text)
     return str(path)

@@ -104,6 +104,16 @@ options:
   user_data:
     description: User data for the NoCloud seed (cloud-init reads it; the test image runs it when it starts with V(#!)).
     type: str
+  public_keys:
+    description: OpenSSH public keys for the NoCloud seed's C(public-keys) (cloud-init gives them to the default user).
+    type: list
+    elements: str
+  seed:
+    description:
+      - Whether the instance gets a NoCloud seed disk. Without one, cloud-init configures it from the EC2 metadata
+        service alone (the cluster controller's C(http://169.254.169.254/)).
+    type: bool
+    default: true
   virt_type:
     description:
       - V(kvm) or V(qemu) (TCG emulation). V(auto) picks kvm only when C(/dev/kvm) exists and the C(kvm_intel) or
@@ -245,6 +255,8 @@ class NcInstanceModule(instances.LibvirtModule):
         )),
         hostname=dict(type="str"),
         user_data=dict(type="str"),
+        public_keys=dict(type="list", elements="str", no_log=False),
+        seed=dict(type="bool", default=True),
         virt_type=dict(type="str", default="auto", choices=["auto", "kvm", "qemu"]),
         os_profile=dict(type="str", default="linux", choices=["linux", "windows"]),
         wait=dict(type="bool", default=True),

@@ -174,7 +174,10 @@ class Instance:
             virt_type = "kvm" if domain.kvm_usable() else "qemu"
         hostname = p.get("hostname") or self.name
         self.base = root_base
-        self.seed_content = (seed.meta_data(self.name, hostname), p.get("user_data"))
+        keys = [k for k in (p.get("public_keys") or []) if k]
+        self.seed_keys = keys
+        self.seed_content = (seed.meta_data(self.name, hostname, keys), p.get("user_data"))
+        with_seed = p.get("seed", True) is not False
         return {
             "name": self.name,
             "virt_type": virt_type,
@@ -186,12 +189,12 @@ class Instance:
             "kernel_args": (p.get("kernel_args") or DEFAULT_KERNEL_ARGS) if kernel else None,
             "root": volumes.url(root_source) if root_volume else os.path.join(self.dir, "root.qcow2"),
             "root_volume": root_volume or None,
-            "seed": os.path.join(self.dir, "seed.iso"),
+            "seed": os.path.join(self.dir, "seed.iso") if with_seed else None,
             "console_log": os.path.join(self.dir, "console.log"),
             "nics": nics,
             "images": dict((k, p[k]) for k in ("image", "kernel", "ramdisk") if p.get(k) and not (
                 k == "image" and root_volume)),
-            "seed_digest": domain.seed_digest(*self.seed_content),
+            "seed_digest": domain.seed_digest(*self.seed_content) if with_seed else None,
         }
 
     def check_bridges(self, spec):
@@ -238,7 +241,7 @@ class Instance:
                 actions.append("define" if have is None else "redefine")
             if not want["root_volume"] and not os.path.exists(want["root"]):
                 actions.append("create overlay")
-            if not os.path.exists(want["seed"]) or (have or {}).get("seed_digest") != want["seed_digest"]:
+            if want["seed"] and (not os.path.exists(want["seed"]) or (have or {}).get("seed_digest") != want["seed_digest"]):
                 actions.append("write seed")
             if want_state == "running" and state != "running":
                 actions.append("start")
@@ -299,8 +302,8 @@ class Instance:
 
     def _seed_args(self):
         meta, user_data = self.seed_content
-        hostname = meta.split("local-hostname: ", 1)[1].strip()
-        return hostname, user_data
+        hostname = meta.split("local-hostname: ", 1)[1].split("\n", 1)[0].strip()
+        return hostname, user_data, self.seed_keys
 
     def _unpin_all(self):
         # the domain may be gone already: unpin wherever this instance is a holder

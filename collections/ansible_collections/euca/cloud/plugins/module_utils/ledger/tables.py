@@ -11,10 +11,12 @@ from ansible_collections.euca.cloud.plugins.module_utils.model import rules as m
 
 #: (title, columns, how each row is made from the view) per table, in the order they print
 TABLES = (
-    ("INSTANCES", ("ID", "NAME", "STATE", "GROUP", "NODE", "PRIVATE IP", "PUBLIC IP", "TYPE", "IMAGE"), "instances"),
-    ("ADDRESSES", ("PUBLIC IP", "NAME", "INSTANCE"), "elastic_ips"),
-    ("VOLUMES", ("ID", "NAME", "SIZE GB", "STATE", "INSTANCE", "DEVICE", "CLUSTER"), "volumes"),
-    ("GROUPS", ("NAME", "SEGMENT", "SUBNET", "RULES"), "security_groups"),
+    ("INSTANCES", ("ID", "NAME", "STATE", "GROUP", "NODE", "PRIVATE IP", "PUBLIC IP", "TYPE", "IMAGE", "KEY",
+                   "ACCOUNT"), "instances"),
+    ("ADDRESSES", ("PUBLIC IP", "NAME", "INSTANCE", "ACCOUNT"), "elastic_ips"),
+    ("VOLUMES", ("ID", "NAME", "SIZE GB", "STATE", "INSTANCE", "DEVICE", "CLUSTER", "ACCOUNT"), "volumes"),
+    ("GROUPS", ("NAME", "SEGMENT", "SUBNET", "RULES", "ACCOUNT"), "security_groups"),
+    ("KEY PAIRS", ("NAME", "FINGERPRINT", "ACCOUNT"), "keypairs"),
     ("NODES", ("NAME", "CLUSTER", "STATE", "CORES", "MEMORY MB", "INSTANCES"), "nodes"),
 )
 
@@ -23,15 +25,20 @@ def _rows(kind, view):
     if kind == "instances":
         public = dict((a["instance"], a["public_ip"]) for a in view.get("elastic_ips", []) if a.get("instance"))
         return [(i["id"], i["name"], i["state"], i["group"], i["node"], i["private_ip"], public.get(i["id"], "-"),
-                 i["instance_type"], i["image_id"]) for i in view.get("instances", [])]
+                 i["instance_type"], i["image_id"], i.get("key_name") or "-", i.get("account", "-"))
+                for i in view.get("instances", [])]
     if kind == "elastic_ips":
-        return [(a["public_ip"], a.get("name") or "-", a.get("instance") or "-") for a in view.get("elastic_ips", [])]
+        return [(a["public_ip"], a.get("name") or "-", a.get("instance") or "-", a.get("account", "-"))
+                for a in view.get("elastic_ips", [])]
     if kind == "volumes":
         return [(v["id"], v.get("name") or "-", v["size_gb"], v["state"], (v.get("attachment") or {}).get("instance", "-"),
-                 (v.get("attachment") or {}).get("device", "-"), v["cluster"]) for v in view.get("volumes", [])]
+                 (v.get("attachment") or {}).get("device", "-"), v["cluster"], v.get("account", "-"))
+                for v in view.get("volumes", [])]
     if kind == "security_groups":
-        return [(g["name"], g["segment_id"], g["subnet"], " ".join(model_rules.text(r) for r in g["rules"]) or "-")
-                for g in view.get("security_groups", [])]
+        return [(g["name"], g["segment_id"], g["subnet"], " ".join(model_rules.text(r) for r in g["rules"]) or "-",
+                 g.get("account", "-")) for g in view.get("security_groups", [])]
+    if kind == "keypairs":
+        return [(k["name"], k["fingerprint"], k["account"]) for k in view.get("keypairs", [])]
     return [(n["name"], n["cluster"], n["state"], "%s/%s" % (n["used"]["cores"], n["capacity"]["cores"]),
              "%s/%s" % (n["used"]["memory_mb"], n["capacity"]["memory_mb"]), n["used"]["instances"])
             for n in view.get("nodes", [])]

@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidInput
+from ansible_collections.euca.cloud.plugins.module_utils.ledger.accounts import group_display
 from ansible_collections.euca.cloud.plugins.module_utils.model import network as model_network
 
 
@@ -88,6 +89,57 @@ def firewall(slice_):
     return out
 
 
+#: the region every cluster of the cloud is an availability zone of (EC2's word; Eucalyptus had one)
+REGION = "eucalyptus"
+
+
+def _public_keys(inst):
+    if not inst.get("public_key"):
+        return []
+    return [{"name": inst.get("key_name") or "key", "key": inst["public_key"]}]
+
+
+def metadata(slice_):
+    """What the CC's metadata service answers each live instance with (euca.cloud.cc_metadata
+    ``instances``): identified by its segment's gateway and interface on the CC and its own
+    address and MAC; everything else from the ledger."""
+    _check(slice_)
+    group_of = dict((g["name"], g) for g in slice_["security_groups"])
+    public = dict((e["instance"], e["public_ip"]) for e in slice_["elastic_ips"] if e.get("instance"))
+    image_of = dict((i["id"], i) for i in slice_["images"])
+    out = []
+    for inst in slice_["instances"]:
+        if inst["state"] == "terminated" or not inst.get("private_ip") or not inst.get("mac"):
+            continue
+        group = group_of.get(inst["group"])
+        if group is None:
+            continue
+        image = image_of.get(inst["image_id"]) or {}
+        out.append({
+            "id": inst["id"],
+            "gateway": group["gateway"],
+            "interface": model_network.bridge_name(group["segment_id"]),
+            "private_ip": inst["private_ip"],
+            "mac": inst["mac"],
+            "image_id": inst["image_id"],
+            "kernel_id": image.get("kernel_id"),
+            "ramdisk_id": image.get("ramdisk_id"),
+            "instance_type": inst["instance_type"],
+            "reservation_id": inst["reservation_id"],
+            "launch_index": inst["launch_index"],
+            "hostname": inst["id"],
+            "local_hostname": inst["id"],
+            "public_ip": public.get(inst["id"]),
+            "availability_zone": inst["cluster"],
+            "region": REGION,
+            "account": inst.get("account") or "admin",
+            "security_groups": [group_display(inst["group"])],
+            "public_keys": _public_keys(inst),
+            "user_data": inst.get("user_data"),
+        })
+    return out
+
+
 def cc_config(slice_, peers=None):
     """Everything a CC converges: ``segments``, ``dhcp``, ``nat`` (with the pool and the
     private network for default SNAT), ``firewall`` and the ``generation``."""
@@ -101,6 +153,7 @@ def cc_config(slice_, peers=None):
         "public_ips": list(settings["public_ips"]),
         "private_networks": [settings["private_network"]],
         "firewall": firewall(slice_),
+        "metadata": metadata(slice_),
     }
 
 
@@ -128,6 +181,8 @@ def nc_instances(slice_):
             "root_size_gb": inst["disk_gb"],
             "hostname": inst["id"],
             "nics": [{"bridge": model_network.bridge_name(segment_of[inst["group"]]), "mac": inst["mac"]}] if inst["mac"] else [],
+            "user_data": inst.get("user_data"),
+            "public_keys": [k["key"] for k in _public_keys(inst)],
         }
         out.append(spec)
     return out

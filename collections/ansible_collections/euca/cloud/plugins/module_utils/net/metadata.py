@@ -349,6 +349,13 @@ class Metadata:
         return os.path.basename(self.server_path) in [os.path.basename(a) for a in argv] and \
             "--snapshot" in argv and argv[argv.index("--snapshot") + 1:][:1] == [self.snapshot]
 
+    def _own_argv(self, argv):
+        """``argv`` from the server on (the kernel shows the interpreter of its #! line first)."""
+        argv = list(argv or [])
+        names = [os.path.basename(a) for a in argv]
+        server = os.path.basename(self.server_path)
+        return [self.server_path] + argv[names.index(server) + 1:] if server in names else argv
+
     def running(self):
         """(pid of our daemon or None, its argv)."""
         if self.service:
@@ -413,7 +420,7 @@ class Metadata:
         if not self.pid:
             action = START
             commands.append("start euca-metadata%s" % (via or ": " + " ".join(self.argv)))
-        elif "service" in writes or (not self.service and self.pid_argv != self.argv):
+        elif "service" in writes or (not self.service and self._own_argv(self.pid_argv) != self.argv):
             action = RESTART
             commands.append("restart euca-metadata (pid %d)%s: its command changed" % (self.pid, via))
         else:
