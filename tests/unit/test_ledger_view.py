@@ -64,7 +64,8 @@ def test_nc_config_gives_image_cache_and_nc_instance_their_input(cluster_slice):
     assert web == {"name": source["id"], "state": "running", "image": source["image_id"], "kernel": None,
                    "ramdisk": None, "vcpus": source["cores"], "memory_mb": source["memory_mb"],
                    "root_size_gb": source["disk_gb"], "hostname": source["id"],
-                   "nics": [{"bridge": "eubr-%d" % (100 if source["group"] == "web" else 101), "mac": source["mac"]}]}
+                   "nics": [{"bridge": "eubr-%d" % (100 if source["group"] == "web" else 101), "mac": source["mac"]}],
+                   "user_data": None, "public_keys": []}
 
 
 def test_revoke_rules_removes_only_the_named_rules(tmp_path):
