@@ -61,7 +61,7 @@ from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict,
 from ansible_collections.euca.cloud.plugins.module_utils.model import addressing, names
 from ansible_collections.euca.cloud.plugins.module_utils.net.config import Resource
 from ansible_collections.euca.cloud.plugins.module_utils.process import NETNS_DIR, CommandFailed, in_namespace, run
-from ansible_collections.euca.cloud.plugins.module_utils import supervised
+from ansible_collections.euca.cloud.plugins.module_utils import files, supervised
 
 DEFAULT_STATE_DIR = "/var/lib/euca/dhcp"
 DEFAULT_LEASE_TIME = "1h"
@@ -416,16 +416,6 @@ def parse_files(conf_text, hosts_text):
     return [segments[k] for k in sorted(segments)]
 
 
-def _read(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except (IOError, OSError) as exc:
-        if exc.errno == errno.ENOENT:
-            return None
-        raise EucaError("cannot read %s: %s" % (path, exc))
-
-
 def _namespace_inode(namespace):
     path = os.path.join(NETNS_DIR, namespace) if namespace else "/proc/self/ns/net"
     try:
@@ -484,7 +474,7 @@ class Shard:
         return out
 
     def gather(self):
-        self.files = {"conf": _read(self.path("conf")), "hosts": _read(self.path("hosts")),
+        self.files = {"conf": files.read_text(self.path("conf")), "hosts": files.read_text(self.path("hosts")),
                       SERVICE: self.service.read_definition() if self.service else None}
         self.pid = self.running_pid()
         return parse_files(self.files["conf"], self.files["hosts"])
@@ -495,7 +485,7 @@ class Shard:
         The pid counts only when /proc/<pid>/cmdline is dnsmasq with our configuration
         file; a stale pid file (a reused pid) is ignored, never signalled. Our dnsmasq in
         another network namespace is a Conflict: two cannot serve from one state_dir."""
-        text = _read(self.path("pid"))
+        text = files.read_text(self.path("pid"))
         if not text or not text.strip().isdigit():
             return None
         pid = int(text.strip())
@@ -743,7 +733,7 @@ class Dhcp(Resource):
         return [Shard(self, i) for i in sorted(indexes, key=lambda i: -1 if i is None else i)]
 
     def gather(self):
-        generation = (_read(self.path(GENERATION_FILE)) or "").strip()
+        generation = (files.read_text(self.path(GENERATION_FILE)) or "").strip()
         self.applied_generation = int(generation) if generation.isdigit() else None
         self.found = self._on_disk()
         by_id = {}
@@ -756,7 +746,7 @@ class Dhcp(Resource):
                 except InvalidInput:
                     # edited by hand beyond repair: not ours any more; the rewrite drops it
                     continue
-        self.steering = _read(self.path(STEERING_FILE))
+        self.steering = files.read_text(self.path(STEERING_FILE))
         if self.steering is not None and not self._steering_loaded():
             self.steering = None  # the table is gone (a flushed ruleset, a new namespace): load it again
         self.pid = next((shard.pid for shard in self.found if shard.pid), None)
@@ -1072,7 +1062,7 @@ def _run_all(argvs, namespace=None, at_once=32):
 
 
 def _tail(path, lines=5):
-    text = _read(path) or ""
+    text = files.read_text(path) or ""
     return " | ".join(text.strip().splitlines()[-lines:]) or "(no log)"
 
 

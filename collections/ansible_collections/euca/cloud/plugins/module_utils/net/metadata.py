@@ -23,7 +23,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import errno
 import json
 import os
 import re
@@ -34,7 +33,7 @@ import time
 from ansible_collections.euca.cloud.plugins.module_utils.errors import EucaError, InvalidInput
 from ansible_collections.euca.cloud.plugins.module_utils.model import addressing, names
 from ansible_collections.euca.cloud.plugins.module_utils.process import CommandFailed, in_namespace, run
-from ansible_collections.euca.cloud.plugins.module_utils import supervised
+from ansible_collections.euca.cloud.plugins.module_utils import files, supervised
 
 METADATA_ADDRESS = "169.254.169.254"
 DEFAULT_SNAPSHOT = "/var/lib/euca/cc/metadata/snapshot.json"
@@ -248,34 +247,6 @@ def redact(inst):
     return out
 
 
-def _read(path):
-    try:
-        with open(path) as handle:
-            return handle.read()
-    except (IOError, OSError) as exc:
-        if exc.errno == errno.ENOENT:
-            return None
-        raise EucaError("cannot read %s: %s" % (path, exc))
-
-
-def _write(path, text, mode):
-    directory = os.path.dirname(path)
-    tmp = os.path.join(directory, ".%s.new" % os.path.basename(path))
-    try:
-        if not os.path.isdir(directory):
-            os.makedirs(directory, 0o700)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
-    except (IOError, OSError) as exc:
-        _unlink(tmp)
-        raise EucaError("cannot write %s: %s" % (path, exc))
-
-
 def _unlink(path):
     try:
         os.unlink(path)
@@ -361,7 +332,7 @@ class Metadata:
         if self.service:
             _running, pid, _down = self.service.status()
         else:
-            text = _read(self.path(PID_FILE))
+            text = files.read_text(self.path(PID_FILE))
             pid = int(text.strip()) if text and text.strip().isdigit() else 0
         if pid and self._ours(pid):
             return pid, _cmdline(pid)
@@ -373,8 +344,8 @@ class Metadata:
 
     def gather(self):
         self.files = {
-            "snapshot": _read(self.snapshot),
-            "table": _read(self.path(TABLE_FILE)),
+            "snapshot": files.read_text(self.snapshot),
+            "table": files.read_text(self.path(TABLE_FILE)),
             "service": self.service.read_definition() if self.service else None,
         }
         if self.files["table"] is not None and not self._table_loaded():
@@ -430,7 +401,7 @@ class Metadata:
     # ------------------------------------------------------------------ apply
     def apply(self, writes, action):
         if "snapshot" in writes:
-            _write(self.snapshot, writes["snapshot"], 0o600)
+            files.write_atomic(self.snapshot, writes["snapshot"], 0o600)
         if "table" in writes:
             table = "table ip %s" % TABLE
             try:
@@ -438,7 +409,7 @@ class Metadata:
                     data="add %s\ndelete %s\n%s" % (table, table, writes["table"]))
             except CommandFailed as exc:
                 raise EucaError("cannot load the metadata table ip %s: %s" % (TABLE, exc.msg))
-            _write(self.path(TABLE_FILE), writes["table"], 0o600)
+            files.write_atomic(self.path(TABLE_FILE), writes["table"], 0o600)
         old = self.pid
         if action == START or action == RESTART:
             if not os.path.isfile(self.server_path):
@@ -468,7 +439,7 @@ class Metadata:
             raise EucaError("cannot start %s: %s" % (self.server_path, exc))
         finally:
             logf.close()
-        _write(self.path(PID_FILE), "%d\n" % proc.pid, 0o644)
+        files.write_atomic(self.path(PID_FILE), "%d\n" % proc.pid, 0o644)
 
     def _wait_up(self, old):
         deadline = time.time() + self.timeout
@@ -483,7 +454,7 @@ class Metadata:
             time.sleep(0.05)
 
     def _tail(self):
-        text = _read(self.path(LOG_FILE)) or ""
+        text = files.read_text(self.path(LOG_FILE)) or ""
         return " | ".join(text.strip().splitlines()[-5:]) or "(no log)"
 
     def _kill(self, pid):
