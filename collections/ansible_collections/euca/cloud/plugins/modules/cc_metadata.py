@@ -215,6 +215,17 @@ options:
     type: str
     choices: [nft]
     default: nft
+  on_invalid:
+    description:
+      - What to do with an instance of O(instances) that cannot be served (a field the model refuses, or an address
+        or port another instance already has).
+      - V(fail) refuses the whole run before anything changes.
+      - V(skip) leaves it out (it keeps what it was answered with before, if anything), serves every other instance,
+        warns, and names it with the reason in RV(left_out). C(playbooks/network.yml) uses it, so that one tenant's
+        bad record never stops the rest of the cloud from converging.
+    type: str
+    choices: [fail, skip]
+    default: fail
 notes:
   - Needs nftables and iproute2 (with O(namespace)); the daemon needs only /usr/bin/python3.
 """
@@ -250,6 +261,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+left_out:
+  description: With O(on_invalid=skip), the instances left out (C(item), the instance id) and why (C(reason)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{item: i-0a1b2c3d, reason: "metadata instance i-0a1b2c3d: mac 'ff:ff:ff:ff:ff:ff' is not a unicast MAC"}]
 summary:
   description: The instances the run adds, removes and modifies (would, in check mode), by id.
   returned: always
@@ -330,12 +347,14 @@ class CcMetadataModule(EucaModule):
         supervisor_programs_dir=dict(type="path", default="/etc/supervisor/conf.d"),
         systemd_units_dir=dict(type="path", default="/etc/systemd/system"),
         firewall_backend=dict(type="str", default="nft", choices=["nft"]),
+        on_invalid=dict(type="str", default="fail", choices=["fail", "skip"]),
     )
 
     def run(self):
         p = self.params
         present = p["state"] == "present"
-        instances, interfaces = metadata.normalize(p["instances"] if present else [], p["interfaces"])
+        instances, interfaces, left_out = metadata.normalize(p["instances"] if present else [], p["interfaces"],
+                                                             contain=p["on_invalid"] == "skip")
         check_namespace(p["namespace"])
         svc = metadata.Metadata(
             snapshot=p["snapshot"], port=p["port"], listen=p["listen"], namespace=p["namespace"],
@@ -343,11 +362,18 @@ class CcMetadataModule(EucaModule):
             service_name=p["service_name"], supervisor_conf=p["supervisor_conf"],
             supervisor_programs_dir=p["supervisor_programs_dir"], systemd_units_dir=p["systemd_units_dir"])
         before = dict((i["id"], i) for i in svc.gather())
+        if left_out:
+            # an instance left out keeps what it answered before (as the filter keeps a group's rules)
+            kept = [before[e["item"]] for e in left_out if e["item"] in before]
+            instances, interfaces, _again = metadata.normalize(instances + kept, interfaces, contain=True)
+            for problem in left_out:
+                self.ansible.warn("left out, the rest was applied: %s" % problem["reason"])
         after = dict((i["id"], i) for i in instances)
         commands, writes, action = svc.plan(instances, interfaces, present)
         touched = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         result = {
             "changed": bool(commands),
+            "left_out": left_out,
             "commands": commands,
             "snapshot": p["snapshot"],
             "interfaces": interfaces if present else [],

@@ -32,6 +32,7 @@ import time
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import EucaError, InvalidInput
 from ansible_collections.euca.cloud.plugins.module_utils.model import addressing, names
+from ansible_collections.euca.cloud.plugins.module_utils.model import keys as keys_model
 from ansible_collections.euca.cloud.plugins.module_utils.process import CommandFailed, in_namespace, run
 from ansible_collections.euca.cloud.plugins.module_utils import files, supervised
 
@@ -141,7 +142,10 @@ def normalize_instance(raw):
     for key in raw.get("public_keys") or []:
         if not isinstance(key, dict) or set(key) - set(("name", "key")):
             raise InvalidInput("%s: each public key must be a dict with name and key" % what)
-        name = names.check_name("%s: key pair" % what, key.get("name"))
+        try:
+            name = keys_model.check_key_name(key.get("name"))
+        except InvalidInput as exc:
+            raise InvalidInput("%s: %s" % (what, exc.msg))
         text = key.get("key")
         if not isinstance(text, str) or not text.strip() or len(text) > 16384 or \
                 "\n" in text.strip() or "\r" in text or "\0" in text:
@@ -170,31 +174,45 @@ def normalize_instance(raw):
     return out
 
 
-def normalize(instances, interfaces=None):
-    """(instances sorted by id, interfaces sorted): every rule across instances checked."""
-    out = [normalize_instance(raw) for raw in instances or []]
+def normalize(instances, interfaces=None, contain=False):
+    """(instances sorted by id, interfaces sorted, left out): every rule across instances checked.
+
+    With ``contain``, an instance that breaks a rule (alone, or against one accepted before it) is left
+    out and named with the reason (``{item, reason}``) instead of refusing them all: one tenant's bad
+    record never keeps the others' metadata from converging.
+    """
+    out, left_out = [], []
     by_id, by_caller, by_port, gateways = {}, {}, {}, {}
-    for inst in out:
-        if inst["id"] in by_id:
-            raise InvalidInput("metadata instance %s is given twice" % inst["id"])
+    for raw in instances or []:
+        try:
+            inst = normalize_instance(raw)
+            if inst["id"] in by_id:
+                raise InvalidInput("metadata instance %s is given twice" % inst["id"])
+            caller = (inst["gateway"], inst["private_ip"])
+            if caller in by_caller:
+                raise InvalidInput("metadata instances %s and %s both are %s behind gateway %s"
+                                   % (by_caller[caller], inst["id"], inst["private_ip"], inst["gateway"]))
+            port = (inst["interface"], inst["private_ip"])
+            if port in by_port:
+                raise InvalidInput("metadata instances %s and %s both are %s on %s"
+                                   % (by_port[port], inst["id"], inst["private_ip"], inst["interface"]))
+            gw = gateways.get(inst["interface"], inst["gateway"])
+            if gw != inst["gateway"]:
+                raise InvalidInput("metadata instance %s: interface %s has gateway %s, another instance on it says %s"
+                                   % (inst["id"], inst["interface"], inst["gateway"], gw))
+        except InvalidInput as exc:
+            if not contain:
+                raise
+            left_out.append({"item": raw.get("id") if isinstance(raw, dict) else None, "reason": exc.msg})
+            continue
         by_id[inst["id"]] = inst
-        caller = (inst["gateway"], inst["private_ip"])
-        if caller in by_caller:
-            raise InvalidInput("metadata instances %s and %s both are %s behind gateway %s"
-                               % (by_caller[caller], inst["id"], inst["private_ip"], inst["gateway"]))
         by_caller[caller] = inst["id"]
-        port = (inst["interface"], inst["private_ip"])
-        if port in by_port:
-            raise InvalidInput("metadata instances %s and %s both are %s on %s"
-                               % (by_port[port], inst["id"], inst["private_ip"], inst["interface"]))
         by_port[port] = inst["id"]
-        gw = gateways.setdefault(inst["interface"], inst["gateway"])
-        if gw != inst["gateway"]:
-            raise InvalidInput("metadata instance %s: interface %s has gateway %s, another instance on it says %s"
-                               % (inst["id"], inst["interface"], inst["gateway"], gw))
+        gateways[inst["interface"]] = inst["gateway"]
+        out.append(inst)
     ifaces = set(names.check_ifname(i, "interfaces entry") for i in interfaces or [])
     ifaces.update(gateways)
-    return sorted(out, key=lambda i: i["id"]), sorted(ifaces)
+    return sorted(out, key=lambda i: i["id"]), sorted(ifaces), left_out
 
 
 def render_snapshot(instances):
