@@ -39,6 +39,8 @@ from ansible_collections.euca.cloud.plugins.module_utils import files, supervise
 METADATA_ADDRESS = "169.254.169.254"
 DEFAULT_SNAPSHOT = "/var/lib/euca/cc/metadata/snapshot.json"
 DEFAULT_SERVER_PATH = "/usr/local/lib/euca/euca-metadata"
+#: the interpreter of the daemon: the host's own Python 3 (managed hosts have no other)
+PYTHON = "/usr/bin/python3"
 DEFAULT_PORT = 8775
 DEFAULT_SERVICE_NAME = "euca-metadata"
 DEFAULT_LISTEN = "0.0.0.0"
@@ -320,7 +322,8 @@ class Metadata:
         if not 1 <= port <= 65535 or port == 80:
             raise InvalidInput("port %d is not usable for the metadata daemon (1-65535, not 80)" % port)
         addressing.parse_address(listen, "listen")
-        self.argv = [server_path, "--snapshot", snapshot, "--listen", listen, "--port", str(port),
+        # run by the system's own Python (the daemon is a plain file the cc role installs, no #! line)
+        self.argv = [PYTHON, server_path, "--snapshot", snapshot, "--listen", listen, "--port", str(port),
                      "--token-key", self.token_key]
         self.service = supervised.service(
             service_manager, service_name, in_namespace(self.argv, namespace),
@@ -339,11 +342,11 @@ class Metadata:
             "--snapshot" in argv and argv[argv.index("--snapshot") + 1:][:1] == [self.snapshot]
 
     def _own_argv(self, argv):
-        """``argv`` from the server on (the kernel shows the interpreter of its #! line first)."""
+        """``argv`` from the server on (whatever interpreter runs it)."""
         argv = list(argv or [])
         names = [os.path.basename(a) for a in argv]
         server = os.path.basename(self.server_path)
-        return [self.server_path] + argv[names.index(server) + 1:] if server in names else argv
+        return argv[names.index(server) + 1:] if server in names else argv
 
     def running(self):
         """(pid of our daemon or None, its argv)."""
@@ -409,7 +412,7 @@ class Metadata:
         if not self.pid:
             action = START
             commands.append("start euca-metadata%s" % (via or ": " + " ".join(self.argv)))
-        elif "service" in writes or (not self.service and self._own_argv(self.pid_argv) != self.argv):
+        elif "service" in writes or (not self.service and self._own_argv(self.pid_argv) != self._own_argv(self.argv)):
             action = RESTART
             commands.append("restart euca-metadata (pid %d)%s: its command changed" % (self.pid, via))
         else:
