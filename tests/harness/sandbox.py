@@ -16,6 +16,7 @@ def sandbox_vars(work, supervisor, cloud, outside, walrus_port):
         euca_namespace=cloud, euca_outside_namespace=outside,
         euca_ledger=os.path.join(work, "clc", "ledger.sqlite"), euca_dhcp_state_dir=os.path.join(work, "dhcp"),
         euca_dhcp_user="root",  # a test's temporary directory is not searchable by dnsmasq's own user
+        euca_metadata_snapshot=os.path.join(work, "metadata", "snapshot.json"),
         walrus_store_dir=os.path.join(work, "walrus"), walrus_state_dir=os.path.join(work, "walrus-nginx"),
         walrus_listen="127.0.0.1:%d" % walrus_port, euca_walrus_url="http://127.0.0.1:%d" % walrus_port,
         sc_volumes_dir=os.path.join(work, "volumes"), sc_tgt_socket=os.path.join(work, "tgt", "socket"),

@@ -170,3 +170,19 @@ def test_key_pairs_are_per_account_and_instances_keep_their_key_and_user_data(le
     # deleting the pair changed no instance
     assert mine["public_key"].split()[:2] == public.split()[:2] and mine["user_data"] == script
     assert [k["account"] for k in seen_b] == ["b"] and [k["account"] for k in seen_admin] == ["b"]
+
+
+def test_slices_of_a_node_with_an_attached_labelled_volume(ledger):
+    """The data plane's slices carry labels as keys (a node's slice once failed on a labelled volume)."""
+    with ledger.write() as txn:
+        groups.ensure_group(txn, "web", account="a")
+        vm = instances.ensure_instances(txn, name="w", group="web", image="tiny", count=1, account="a")["instances"][0]
+        volumes.ensure_volume(txn, name="data", cluster="cluster_a", size_gb=1, account="a")
+        volumes.ensure_attachment(txn, "data", instance=vm["id"], account="a")
+        volumes.ensure_snapshot(txn, "snap", volume="data", account="a")
+    with ledger.read() as txn:
+        node = slices.read_slice(txn, "node", "nc1")
+        cluster = slices.read_slice(txn, "cluster", "cluster_a")
+        mine = slices.read_slice(txn, account="a")
+    assert [v["name"] for v in node["volumes"]] == [v["name"] for v in cluster["volumes"]] == ["a:data"]
+    assert [v["name"] for v in mine["volumes"]] == ["data"] and [s["name"] for s in mine["snapshots"]] == ["snap"]

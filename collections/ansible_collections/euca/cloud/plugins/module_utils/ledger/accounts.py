@@ -234,6 +234,6 @@ def label_key(account, what, label):
 
 def label_display(key, account):
     """A label in ``account``'s words (the admin account sees keys)."""
-    if key is None or account == ADMIN:
+    if key is None or account is None or account == ADMIN:
         return key
     return key.partition(":")[2] if key.startswith(account + ":") else key
