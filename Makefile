@@ -34,14 +34,24 @@ help:
 	@echo "make unit | integration | sanity | lint | bench | clean | distclean"
 
 setup:
-	@$(ROOT)/scripts/bootstrap
+	@[ -n "$${EUCA_SETUP_DONE:-}" ] || $(ROOT)/scripts/bootstrap
 
-# every step runs; the target fails if any step failed
+# Every step runs; the target fails if any step failed. sanity and lint (a few minutes of CPU, no
+# root, nothing shared with the tests) run beside pytest, their output kept in .cache/make-test/ and
+# printed after pytest's; the integration tests' waits leave room for a loaded machine.
+TEST_LOGS := $(ROOT)/.cache/make-test
+
 test: setup
-	@failed=(); \
+	@mkdir -p $(TEST_LOGS); rm -f $(TEST_LOGS)/*.rc; failed=(); export EUCA_SETUP_DONE=1; \
+	for step in sanity lint; do \
+	  ( $(MAKE) --no-print-directory $$step > $(TEST_LOGS)/$$step.log 2>&1; echo $$? > $(TEST_LOGS)/$$step.rc ) & \
+	done; \
 	$(MAKE) --no-print-directory pytest || failed+=(pytest); \
-	$(MAKE) --no-print-directory sanity || failed+=(sanity); \
-	$(MAKE) --no-print-directory lint || failed+=(lint); \
+	wait; \
+	for step in sanity lint; do \
+	  echo "== make $$step"; cat $(TEST_LOGS)/$$step.log; \
+	  [ "$$(cat $(TEST_LOGS)/$$step.rc 2>/dev/null)" = 0 ] || failed+=($$step); \
+	done; \
 	if [ $${#failed[@]} -gt 0 ]; then echo "make test: FAILED: $${failed[*]}"; exit 1; fi; \
 	echo "make test: all steps passed"
 
