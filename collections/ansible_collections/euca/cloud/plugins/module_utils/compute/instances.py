@@ -24,7 +24,7 @@ import time
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.euca.cloud.plugins.module_utils.base import EucaModule
-from ansible_collections.euca.cloud.plugins.module_utils.compute import domain, seed, volumes
+from ansible_collections.euca.cloud.plugins.module_utils.compute import console, domain, seed, volumes
 from ansible_collections.euca.cloud.plugins.module_utils.compute.image_cache import ImageCache
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput
 from ansible_collections.euca.cloud.plugins.module_utils.process import run
@@ -391,13 +391,8 @@ class Instance:
 
 
 def console_tail(path, max_bytes=16384, lines=None):
-    """The end of a console log (``lines`` last lines, or ``max_bytes`` bytes), as text."""
-    if not os.path.exists(path):
-        return ""
-    size = os.path.getsize(path)
-    with open(path, "rb") as handle:
-        handle.seek(max(0, size - max_bytes))
-        text = handle.read().decode("utf-8", "replace")
+    """The end of a console log (``lines`` last lines, or ``max_bytes`` bytes), as text (compute/console.py reads it)."""
+    text = console.read_tail(path, max_bytes)[0].decode("utf-8", "replace")
     if lines:
         text = "\n".join(text.splitlines()[-lines:])
     return text
