@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """P9/P10: playbooks/site.yml on the sandbox inventory, on a warm machine, and its no-op rerun.
 
-A round sets up what tests/integration/test_site_playbook.py sets up, untimed: a fresh temporary
-directory, a private supervisord, and playbooks/sandbox.yml making two throwaway namespaces (eut-*)
+A round sets up what the sandbox tests (tests/integration/test_tenants.py and others) set up,
+untimed: a fresh temporary directory, a private supervisord, and playbooks/sandbox.yml making two throwaway namespaces (eut-*)
 that the sandbox inventory is moved to by extra vars, together with its directories. Then, timed:
 
   deploy  site.yml from nothing on a warm machine: the Debian packages are installed already, so

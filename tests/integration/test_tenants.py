@@ -1,6 +1,10 @@
 """Tenants (issue 14) on one all-in-one sandbox (inventories/sandbox moved to throwaway namespaces,
 directories and a private supervisord), with real guests and real clients:
 
+- the deployment itself: sandbox.yml and site.yml bring every component up where it belongs (tgtd
+  and libvirtd in the cloud's namespace, Walrus's nginx on the host's loopback), and a second
+  site.yml changes nothing; a second run-instances.yml launches and changes nothing;
+
 - two accounts, each with a group named ``web``: two groups with two segments; account ``a`` has a
   quota of two instances, and a third is refused with nothing changed;
 - ``a`` creates a key pair (the private key lands in a 0600 file and in no output or log, ``-vvv``
@@ -15,7 +19,9 @@ directories and a private supervisord), with real guests and real clients:
 - ``b`` (a busybox guest) is invisible to ``a``: describe, terminate, associate, attach, authorize
   and delete refuse or do not show it; the admin account sees both accounts;
 - bad input: a taken key pair name, a malformed public key, user data over 16 KiB, an unknown key
-  name: a clear message, nothing changed; get-console-output shows an instance's boot to its owner.
+  name, an unknown image or group, count=0, an unknown instance id: a clear message, nothing
+  changed; get-console-output shows an instance's boot to its owner;
+- terminate (by the admin account) removes the instance everywhere: domain, files, DHCP reservation.
 """
 
 import json
@@ -26,6 +32,9 @@ import time
 
 import pytest
 
+import libvirt
+
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import db, slices
 from harness import netns as _netns
 from harness.cloud_image import cloud_image_paths
 from harness.guest_image import image_dir
@@ -102,8 +111,10 @@ def test_accounts_key_pairs_user_data_and_the_metadata_service(supervisor, guest
         return run
 
     def instance(label, account):
-        run = play("describe.yml", account=account)
-        view = run.task_result("Read the ledger")
+        """``account``'s live instance labelled ``label``, with its elastic IP, as the ledger has it."""
+        with db.Ledger(extravars["euca_ledger"]) as ledger:
+            with ledger.read() as txn:
+                view = slices.read_slice(txn, account=account)
         found = [i for i in view["instances"] if i["name"] == label]
         assert len(found) == 1, (label, view["instances"])
         eips = dict((e["instance"], e["public_ip"]) for e in view["elastic_ips"] if e.get("instance"))
@@ -160,7 +171,18 @@ def test_accounts_key_pairs_user_data_and_the_metadata_service(supervisor, guest
     key_file = tmp_path / "a-key.pem"
     try:
         play("sandbox.yml")
-        play("site.yml")
+        assert {cloud, outside} <= set(_netns.list_namespaces()) and out_ns.ping("203.0.113.2")  # the public link
+        first = play("site.yml")
+        assert changed(first) > 5
+        for program in ("euca-tgtd", "euca-libvirtd"):
+            assert supervisor.pid(program) in cloud_ns.ns_pids(), program
+        assert supervisor.pid("euca-walrus") and supervisor.pid("euca-walrus") not in cloud_ns.ns_pids()
+        assert cloud_ns.run("sysctl", "-n", "net.ipv4.ip_forward").stdout.strip() == "1"
+        walrus = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5",
+                                 "http://127.0.0.1:%d/" % WALRUS_PORT], capture_output=True, text=True).stdout
+        assert walrus in ("200", "403"), walrus  # nginx answers (no index: 403)
+        second = play("site.yml")
+        assert changed(second) == 0, second.stdout[-4000:]
         for name, src, kind, more in (
                 ("bb-kernel", guest_image["kernel"]["path"], "kernel", {}),
                 ("bb-ramdisk", guest_image["ramdisk"]["path"], "ramdisk", {}),
@@ -208,6 +230,10 @@ def test_accounts_key_pairs_user_data_and_the_metadata_service(supervisor, guest
         assert [(k["name"], k["account"]) for k in seen_by_b] == [("kb", "b")]
 
         # ---- bad launches change nothing
+        for bad, words in ((dict(image="no-such-image"), "unknown image"), (dict(group="no-such-group"), "unknown"),
+                           (dict(count=0), "at least 1")):
+            refused("run-instances.yml", words, **dict(dict(account="b", instance_name="x", image="busybox",
+                                                            group="web"), **bad))
         refused("run-instances.yml", "16384 bytes", account="a", instance_name="big", image="debian-12", group="web",
                 instance_type="t1.cloud", user_data="x" * 16385)
         refused("run-instances.yml", "InvalidKeyPair.NotFound", account="a", instance_name="nokey", image="debian-12",
@@ -222,6 +248,9 @@ def test_accounts_key_pairs_user_data_and_the_metadata_service(supervisor, guest
              instance_type="t1.cloud", key_name="ka", user_data=USER_DATA, nc_instance_seed=False)
         play("run-instances.yml", account="b", instance_name="bb", image="busybox", group="web", key_name="kb",
              nc_instance_seed=False)
+        rerun = play("run-instances.yml", account="b", instance_name="bb", image="busybox", group="web",
+                     key_name="kb", nc_instance_seed=False)
+        assert changed(rerun) == 0, rerun.stdout[-4000:]
         imds, bb = instance("imds", "a"), instance("bb", "b")
         assert not (tmp_path / "instances" / imds["id"] / "seed.iso").exists()
         assert imds["key_name"] == "ka" and bb["key_name"] == "kb"
@@ -230,7 +259,7 @@ def test_accounts_key_pairs_user_data_and_the_metadata_service(supervisor, guest
         refused("run-instances.yml", "InstanceLimitExceeded", account="a", instance_name="third", image="busybox",
                 group="web")
         for label in ("seeded", "imds"):
-            play("allocate-address.yml", account="a", address_name=label)
+            # associate allocates the address it names when there is none yet
             play("associate-address.yml", account="a", address_name=label, instance=instance(label, "a")["id"])
         seeded, imds = instance("seeded", "a"), instance("imds", "a")
         assert seeded["public_ip"] and imds["public_ip"]
@@ -264,6 +293,9 @@ def test_accounts_key_pairs_user_data_and_the_metadata_service(supervisor, guest
         assert bb_sees == bb["id"], bb_sees
         # disassociated: public-ipv4 is gone (EC2: 404); reached over its private address from the cloud side
         play("disassociate-address.yml", account="a", address_name="imds")
+        gone = out_ns.run("curl", "-s", "-m", "5", "http://%s:%d/proof.txt" % (imds["public_ip"], LISTENER_PORT),
+                          check=False)
+        assert gone.returncode != 0 and gone.stdout == ""
         assert metadata_inside(imds["private_ip"], "latest/meta-data/public-ipv4", ns=cloud_ns) == "HTTP 404"
         assert metadata_inside(imds["private_ip"], "latest/meta-data/instance-id", ns=cloud_ns) == imds["id"]
 
@@ -291,9 +323,18 @@ def test_accounts_key_pairs_user_data_and_the_metadata_service(supervisor, guest
         refused("get-console-output.yml", "InvalidInstanceID.NotFound", account="b", instance=seeded["id"])
         console = play("get-console-output.yml", account="a", instance=seeded["id"])
         assert "cloud-init" in console.stdout, console.stdout[-2000:]
-        # the admin account acts on every account's instances
+        # the admin account acts on every account's instances; an unknown id is refused first
+        refused("terminate-instances.yml", "no live instance i-0badbad0; nothing was changed",
+                instance_ids="%s,i-0badbad0" % bb["id"])
         play("terminate-instances.yml", instance_ids=bb["id"])
-        assert bb["id"] not in describe("b")
+        assert bb["id"] not in describe("b") and not (tmp_path / "instances" / bb["id"]).exists()
+        conn = libvirt.open("qemu+unix:///system?socket=%s/libvirtd/run/libvirt-sock" % tmp_path)
+        try:
+            assert bb["id"] not in [d.name() for d in conn.listAllDomains()]
+        finally:
+            conn.close()
+        reservations = "".join(p.read_text() for p in (tmp_path / "dhcp").rglob("*") if p.is_file() and "host" in p.name)
+        assert bb["mac"] not in reservations and imds["mac"] in reservations
     finally:
         print("timings (s):", timings)
         for spy in spies:
