@@ -71,7 +71,7 @@ def test_accounts_key_pairs_user_data_and_the_metadata_service(supervisor, guest
     extravars = sandbox_vars(tmp_path, supervisor, cloud, outside, WALRUS_PORT)
     sandbox_cloud = json.loads(json.dumps(_sandbox_cloud_settings()))
     sandbox_cloud["vm_types"] = VM_TYPES
-    # clc_settings, not euca_cloud: playbooks register euca_cloud (and an extra var would win over it)
+    # the settings through the clc role's own variable (euca_cloud is what the inventory maps onto it)
     extravars.update(clc_settings=sandbox_cloud, euca_node_capacity={"cores": 8, "memory_mb": 4096, "disk_gb": 40},
                      euca_metadata_snapshot=str(tmp_path / "metadata" / "snapshot.json"))
     cloud_ns, out_ns = _netns.Netns(cloud), _netns.Netns(outside)
