@@ -59,6 +59,9 @@ nohup python3 -m http.server %d --directory /srv/euca >/dev/null 2>&1 &
 """ % LISTENER_PORT
 # measured: boot to ssh ~100 s under TCG on this 2-core machine, two guests at once; three times that
 SSH_WAIT = 420
+# python3's http.server starts in about a second in an idle guest; under a loaded CI run it was not up yet
+# when ssh first read the file
+LISTENER_WAIT = 60
 
 
 def changed(run):
@@ -269,8 +272,15 @@ def test_accounts_key_pairs_user_data_and_the_metadata_service(supervisor, guest
             proof, took = wait_for_ssh(vm["public_ip"])
             timings["ssh %s" % vm["name"]] = round(time.monotonic() - launched, 1)
             assert proof.startswith("user-data ran on"), proof
-            listener = out_ns.run("curl", "-s", "-m", "10", "http://%s:%d/proof.txt" % (vm["public_ip"], LISTENER_PORT))
-            assert listener.stdout == proof
+            # the script starts its listener after writing the file: give it the time a loaded guest takes
+            deadline = time.monotonic() + LISTENER_WAIT
+            while True:
+                listener = out_ns.run("curl", "-s", "-m", "10", "http://%s:%d/proof.txt" % (vm["public_ip"],
+                                                                                            LISTENER_PORT), check=False)
+                if listener.returncode == 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(2)
+            assert listener.returncode == 0 and listener.stdout == proof, (listener.returncode, listener.stdout)
         # the seedless one was configured by the metadata service, the other by its seed: cloud-init says so
         for vm, source in ((imds, "DataSourceEc2"), (seeded, "DataSourceNoCloud")):
             result = json.loads(ssh(vm["public_ip"], "cat", "/run/cloud-init/result.json").stdout)

@@ -211,8 +211,14 @@ def test_log_lines_carry_no_secrets(server, capfd):
     server.get("/latest/meta-data/public-keys/0/openssh-key")
     token = server.request("PUT", srv.TOKEN_PATH, {srv.TTL_HEADER: "60"})[2].decode()
     server.get("/latest/meta-data/", **{srv.TOKEN_HEADER: token})
-    err = capfd.readouterr().err
-    lines = [line for line in err.splitlines() if " GET " in line or " PUT " in line]
+    # the server thread logs a request after its answer is sent: wait for the fourth line
+    err, deadline = "", time.monotonic() + 10
+    while True:
+        err += capfd.readouterr().err
+        lines = [line for line in err.splitlines() if " GET " in line or " PUT " in line]
+        if len(lines) >= 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(lines) == 4, err
     assert "echo" not in err and "AAAAkey" not in err and token not in err
     assert "i-0a1b2c3d GET /latest/user-data 200" in err
