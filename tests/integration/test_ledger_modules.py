@@ -77,6 +77,9 @@ def seed(ledger, public_ips=("203.0.113.10-203.0.113.20",), nodes=("nc1",), core
 
 
 # ------------------------------------------------------------------ idempotence, diff, generation
+PUBLIC_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHRksZam8fncDPHcY4X5fy/UYcYWcFz3Yr5mt0MQsEh2 fixture"
+
+
 def converge_tasks(suffix):
     """One task per ledger module that writes; run twice, the second pass must change nothing."""
     instance = "{{ web.instances[0].id }}"
@@ -100,6 +103,8 @@ def converge_tasks(suffix):
         ("volume", "euca.cloud.volume", {"name": "data", "cluster": "cluster_a", "size_gb": 5}),
         ("volume_attachment", "euca.cloud.volume_attachment", {"volume": "data", "instance": instance}),
         ("snapshot", "euca.cloud.snapshot", {"name": "data-1", "volume": "data"}),
+        ("account", "euca.cloud.account", {"name": "team", "quotas": {"max_instances": 4, "max_volume_gb": 10}}),
+        ("keypair", "euca.cloud.keypair", {"name": "laptop key", "account": "team", "public_key": PUBLIC_KEY}),
     ]
     return [("%s %s" % (title, suffix), module, args, {"register": "web"} if title == "instance" and suffix == "first"
              else {}) for title, module, args in tasks]
@@ -145,6 +150,10 @@ def test_every_module_changes_once_then_is_idempotent_with_diff_and_generation(t
     assert attach["after"]["state"] == "in-use"
     assert done["snapshot"]["snapshot"]["size_gb"] == 5
     assert done["image"]["image"]["id"].startswith("emi-") and done["image"]["image"]["format"] == "qcow2"
+    assert done["account"]["diff"]["before"] == {} and done["account"]["account"]["quotas"]["max_instances"] == 4
+    key = done["keypair"]["keypair"]
+    assert (key["name"], key["account"], key["key_type"]) == ("laptop key", "team", "ssh-ed25519")
+    assert key["fingerprint"] == done["keypair"]["diff"]["after"]["fingerprint"] and "private_key" not in done["keypair"]
 
 
 # ------------------------------------------------------------------ check mode
