@@ -138,14 +138,12 @@ class KeypairModule(LedgerModule):
         if p["state"] == "absent" or p["public_key"] is not None:
             return self.converge(keypairs.ensure_keypair, p["name"], state=p["state"], account=p["account"],
                                  public_key=p["public_key"])
-        # a taken name is refused before a key is made (the write below checks again, under the lock)
-        with self.open_ledger() as ledger:
-            with ledger.read() as txn:
-                taken = txn.row("SELECT fingerprint FROM keypairs WHERE account = ? AND name = ?", p["account"], p["name"])
-        if taken is not None or self.check_mode:
+        if self.check_mode:
+            # what a creation would record, without making a key (a taken name is refused as in a real run)
             created = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA== check-mode", "(check mode)", "ssh-" + p["key_type"])
-            outcome = self.converge(keypairs.ensure_keypair, p["name"], account=p["account"], created=created)
-            return outcome
+            return self.converge(keypairs.ensure_keypair, p["name"], account=p["account"], created=created)
+        # a taken name is refused before a key is made (ensure_keypair checks again, under the lock)
+        self.read(keypairs.check_free, p["account"], p["name"])
         private, public, fingerprint = keys.generate(p["key_type"])
         key_type = public.split()[0]
         outcome = self.converge(keypairs.ensure_keypair, p["name"], account=p["account"],

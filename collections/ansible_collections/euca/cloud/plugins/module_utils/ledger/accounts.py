@@ -72,13 +72,6 @@ def sees(txn, account, owner):
     return account == owner or is_admin(txn, account)
 
 
-def owned(txn, account, row, what, key):
-    """``row`` when ``account`` may see it; NotFound (as for an unknown ``key``) otherwise or when None."""
-    if row is None or not sees(txn, account, row["account"]):
-        raise NotFound("unknown %s %r" % (what, key))
-    return row
-
-
 def check_group_name(name):
     """A security group's own name (without its account), else InvalidInput."""
     if not isinstance(name, str) or not GROUP_RE.match(name):

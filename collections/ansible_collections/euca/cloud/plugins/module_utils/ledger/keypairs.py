@@ -38,6 +38,14 @@ def get_keypair(txn, account, name):
     return found
 
 
+def check_free(txn, account, name):
+    """Refuse (EC2's InvalidKeyPair.Duplicate) when ``account`` already has a key pair ``name``."""
+    found = txn.row("SELECT fingerprint FROM keypairs WHERE account = ? AND name = ?", account, name)
+    if found is not None:
+        raise Conflict("InvalidKeyPair.Duplicate: account %s already has a key pair named %r (fingerprint %s); "
+                       "delete it first or choose another name" % (account, name, found["fingerprint"]))
+
+
 def list_keypairs(txn, account):
     """The key pairs ``account`` sees (every account's for the admin account), by account and name."""
     if accounts.is_admin(txn, account):
@@ -77,8 +85,7 @@ def ensure_keypair(txn, name, state="present", account=accounts.ADMIN, public_ke
     if found:
         if created is None and keys.parse_public_key(found["public_key"])[:2] == (key_type, blob):
             return {"changed": False, "before": before, "after": before, "keypair": before}
-        raise Conflict("InvalidKeyPair.Duplicate: account %s already has a key pair named %r (fingerprint %s); "
-                       "delete it first or choose another name" % (account, name, found["fingerprint"]))
+        check_free(txn, account, name)
     new = ids.new_id(txn, "key")
     txn.exec("INSERT INTO keypairs (account, name, id, key_type, fingerprint, public_key, created_at) "
              "VALUES (?, ?, ?, ?, ?, ?, ?)", account, name, new, key_type, fingerprint, line, now())
