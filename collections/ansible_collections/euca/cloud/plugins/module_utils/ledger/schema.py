@@ -345,6 +345,71 @@ MIGRATIONS = [
                 PRIMARY KEY (account, name))""",
         ],
     ),
+    (
+        4,
+        "the EC2 API: access keys, tags, client tokens, the dispatcher's queue",
+        [
+            # An account's API credentials (EC2 access key id and secret); every request acts as the
+            # key's account only. Inactive keys are refused as unknown ones are (AuthFailure).
+            """CREATE TABLE access_keys (
+                id TEXT PRIMARY KEY,
+                account TEXT NOT NULL REFERENCES accounts (name),
+                secret TEXT NOT NULL,
+                status TEXT NOT NULL CHECK (status IN ('Active', 'Inactive')),
+                created_at TEXT NOT NULL)""",
+            "CREATE INDEX access_keys_account ON access_keys (account)",
+            # EC2 tags on any resource by its id (i-, sg-, eipalloc-/address, vol-, snap-, emi-, key-).
+            """CREATE TABLE tags (
+                resource_id TEXT NOT NULL,
+                tag_key TEXT NOT NULL,
+                tag_value TEXT NOT NULL DEFAULT '',
+                account TEXT NOT NULL,
+                resource_type TEXT NOT NULL,
+                PRIMARY KEY (resource_id, tag_key))""",
+            "CREATE INDEX tags_account ON tags (account, tag_key)",
+            # EC2 idempotency: a ClientToken names the result of its first request (a reservation id)
+            # for its account; a retry finds it instead of launching again.
+            """CREATE TABLE client_tokens (
+                account TEXT NOT NULL,
+                token TEXT NOT NULL,
+                action TEXT NOT NULL,
+                result TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                PRIMARY KEY (account, token))""",
+            # The dispatcher's queue: what a request changed in the ledger and which hosts must converge
+            # it. A request writes its job in its own transaction; the dispatcher claims a cluster's queued
+            # jobs together (one run per cluster at a time) and records each outcome here.
+            {
+                "sqlite": """CREATE TABLE jobs (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    kind TEXT NOT NULL,
+                    cluster TEXT NOT NULL,
+                    account TEXT NOT NULL,
+                    resources TEXT NOT NULL,
+                    params TEXT NOT NULL DEFAULT '{}',
+                    state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+                    run TEXT,
+                    message TEXT,
+                    created_at TEXT NOT NULL,
+                    started_at TEXT,
+                    finished_at TEXT)""",
+                "postgresql": """CREATE TABLE jobs (
+                    id BIGSERIAL PRIMARY KEY,
+                    kind TEXT NOT NULL,
+                    cluster TEXT NOT NULL,
+                    account TEXT NOT NULL,
+                    resources TEXT NOT NULL,
+                    params TEXT NOT NULL DEFAULT '{}',
+                    state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+                    run TEXT,
+                    message TEXT,
+                    created_at TEXT NOT NULL,
+                    started_at TEXT,
+                    finished_at TEXT)""",
+            },
+            "CREATE INDEX jobs_state ON jobs (state, cluster, id)",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
