@@ -1,0 +1,55 @@
+# -*- coding: utf-8 -*-
+# Copyright: euca.cloud contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The EC2 API's action registry and the context every action runs in.
+
+An action is ``handler(ctx, params) -> dict``: ``params`` is a ``query.Params`` of the request,
+the returned dict is the response body under ``<ActionResponse>`` (``query.render_response``).
+It acts as ``ctx.account`` only (the admin account sees all), changes the ledger in one
+``ctx.write()`` transaction and, where hosts must converge the change, queues a job for the
+dispatcher in that same transaction (``ctx.enqueue``), then answers at once with EC2's
+transitional states. Refusals are ``errors.ApiError`` (or the ledger's EucaError, which the
+server maps with ``errors.from_euca``).
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+ACTIONS = {}
+
+
+def action(name):
+    """Register ``handler`` as the EC2 action ``name`` (e.g. ``DescribeInstances``)."""
+    def register(handler):
+        if name in ACTIONS:
+            raise ValueError("action %s registered twice" % name)
+        ACTIONS[name] = handler
+        return handler
+    return register
+
+
+class Context:
+    """One request: the ledger, the authenticated account, the request id, the service settings.
+
+    ``settings`` keys: ``region`` (the region name), ``endpoint`` (this service's URL), and what
+    the server's configuration file gives.
+    """
+
+    def __init__(self, ledger, account, admin, request_id, settings=None):
+        self.ledger = ledger
+        self.account = account
+        self.admin = admin
+        self.request_id = request_id
+        self.settings = settings or {}
+
+    def read(self):
+        return self.ledger.read()
+
+    def write(self):
+        return self.ledger.write()
+
+    def enqueue(self, txn, kind, cluster, resources, params=None):
+        """Queue a dispatcher job in ``txn`` (ledger/jobs.py enqueue) as this request's account."""
+        from ansible_collections.euca.cloud.plugins.module_utils.ledger import jobs
+        return jobs.enqueue(txn, kind, cluster, list(resources), self.account, params or {})
