@@ -53,3 +53,13 @@ class Context:
         """Queue a dispatcher job in ``txn`` (ledger/jobs.py enqueue) as this request's account."""
         from ansible_collections.euca.cloud.plugins.module_utils.ledger import jobs
         return jobs.enqueue(txn, kind, cluster, list(resources), self.account, params or {})
+
+
+def group_id(key):
+    """EC2's ``sg-`` id of the security group whose ledger key is ``key`` (ledger/accounts.py group_key).
+
+    The ledger names groups (EC2-Classic's GroupName); the id is derived from the key, so it is stable
+    across requests and servers and needs no column: ``sg-`` and the first 17 hex digits of its SHA-256.
+    """
+    import hashlib
+    return "sg-" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:17]
