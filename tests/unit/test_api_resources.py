@@ -108,6 +108,11 @@ def test_groups_create_describe_authorize_revoke_delete_in_ec2s_words(ledger):
     refused(ledger, "InvalidGroup.Duplicate", a, "CreateSecurityGroup", GroupName="web", GroupDescription="again")
     refused(ledger, "MissingParameter", a, "CreateSecurityGroup", GroupName="x")
     refused(ledger, "InvalidParameterValue", a, "CreateSecurityGroup", GroupName="bad name!", GroupDescription="x")
+    with ledger.write() as txn:
+        cloud.ensure_settings(txn, {"segment_range": [10, 12]})
+    call(a, "CreateSecurityGroup", GroupName="third", GroupDescription="x")
+    refused(ledger, "SecurityGroupLimitExceeded", a, "CreateSecurityGroup", GroupName="fourth", GroupDescription="x")
+    call(a, "DeleteSecurityGroup", GroupName="third")
 
     call(a, "AuthorizeSecurityGroupIngress", GroupName="web",
          IpPermissions_1_IpProtocol="tcp", IpPermissions_1_FromPort="80", IpPermissions_1_ToPort="80",
@@ -242,6 +247,7 @@ def test_volume_lifecycle_shows_the_jobs_transitional_states(ledger):
     refused(ledger, "InvalidParameterValue", a, "CreateVolume", AvailabilityZone="cluster_a", Size="1",
             TagSpecification_1_ResourceType="instance", TagSpecification_1_Tag_1_Key="k")
     refused(ledger, "IncorrectState", a, "AttachVolume", VolumeId=vid, InstanceId=instance["id"], Device="/dev/vdc")
+    refused(ledger, "IncorrectState", a, "DeleteVolume", VolumeId=vid)
     assert call(a, "DescribeVolumes", VolumeId_1=vid)["Volumes"][0]["State"] == "creating"
     finish_all(ledger)
     assert call(a, "DescribeVolumes", VolumeId_1=vid)["Volumes"][0]["State"] == "available"
@@ -408,3 +414,72 @@ def test_tag_sets_and_apply_tag_specifications_are_what_other_actions_use(ledger
     with pytest.raises(ApiError) as caught:
         actions_tags.check_tag_specifications(params, "volume")
     assert caught.value.code == "InvalidParameterValue"
+
+
+# --- through boto3 and the server ----------------------------------------------------------------
+
+@pytest.fixture
+def ec2(ledger, tmp_path):
+    """A boto3 EC2 client of account a on the API's WSGI application served on 127.0.0.1."""
+    import socket
+    import threading
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    import boto3
+    from ansible_collections.euca.cloud.plugins.module_utils.ledger import access_keys
+    server_mod = pytest.importorskip("ansible_collections.euca.cloud.plugins.module_utils.api.server")
+
+    with ledger.write() as txn:
+        key = access_keys.create(txn, "a")
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    config = dict(server_mod.DEFAULTS, ledger=ledger.url)
+    httpd = None
+    for port in range(18840, 18860):
+        try:
+            httpd = make_server("127.0.0.1", port, server_mod.Api(config), handler_class=Quiet)
+            break
+        except socket.error:
+            continue
+    assert httpd is not None, "no free port in 18840-18859"
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield boto3.client("ec2", endpoint_url="http://127.0.0.1:%d/" % httpd.server_port, region_name="euca",
+                           aws_access_key_id=key["id"], aws_secret_access_key=key["secret"])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+
+
+def test_boto3_reads_every_answer_and_error(ec2):
+    from botocore.exceptions import ClientError
+
+    gid = ec2.create_security_group(GroupName="web", Description="web tier")["GroupId"]
+    ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 22, "ToPort": 22, "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}])
+    group = ec2.describe_security_groups(GroupIds=[gid])["SecurityGroups"][0]
+    assert group["IpPermissions"][0]["IpRanges"] == [{"CidrIp": "10.0.0.0/8"}]
+    with pytest.raises(ClientError) as caught:
+        ec2.create_security_group(GroupName="web", Description="again")
+    assert caught.value.response["Error"]["Code"] == "InvalidGroup.Duplicate"
+
+    address = ec2.allocate_address(Domain="standard")
+    assert ec2.describe_addresses()["Addresses"][0]["PublicIp"] == address["PublicIp"]
+    volume = ec2.create_volume(AvailabilityZone="cluster_a", Size=1,
+                               TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "Name", "Value": "d"}]}])
+    assert volume["State"] == "creating"
+    described = ec2.describe_volumes(Filters=[{"Name": "tag:Name", "Values": ["d"]}])["Volumes"]
+    assert [v["VolumeId"] for v in described] == [volume["VolumeId"]] and described[0]["CreateTime"].year >= 2024
+    pair = ec2.create_key_pair(KeyName="k", KeyType="ed25519")
+    assert pair["KeyMaterial"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert ec2.describe_key_pairs(KeyNames=["k"])["KeyPairs"][0]["KeyFingerprint"] == pair["KeyFingerprint"]
+    ec2.create_tags(Resources=[gid], Tags=[{"Key": "env", "Value": "prod"}])
+    assert {(t["ResourceId"], t["Key"]) for t in ec2.describe_tags()["Tags"]} == {(gid, "env"), (volume["VolumeId"], "Name")}
+    with pytest.raises(ClientError) as caught:
+        ec2.delete_volume(VolumeId="vol-00000000")
+    assert caught.value.response["Error"]["Code"] == "InvalidVolume.NotFound"

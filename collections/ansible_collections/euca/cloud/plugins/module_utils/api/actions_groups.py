@@ -25,7 +25,7 @@ from ansible_collections.euca.cloud.plugins.module_utils.api.actions_tags import
                                                                                   owner_numbers, tag_sets)
 from ansible_collections.euca.cloud.plugins.module_utils.api.base import action, group_id
 from ansible_collections.euca.cloud.plugins.module_utils.api.errors import ApiError, invalid, missing
-from ansible_collections.euca.cloud.plugins.module_utils.errors import EucaError
+from ansible_collections.euca.cloud.plugins.module_utils.errors import EucaError, Exhausted
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import accounts, groups
 from ansible_collections.euca.cloud.plugins.module_utils.model import rules as model_rules
 
@@ -211,6 +211,9 @@ def create_security_group(ctx, params):
             raise ApiError("InvalidGroup.Duplicate", "The security group '%s' already exists" % name)
         try:
             groups.ensure_group(txn, name, description=description, account=ctx.account)
+        except Exhausted as exc:
+            # no segment id or subnet slice left for another group
+            raise ApiError("SecurityGroupLimitExceeded", exc.msg)
         except EucaError as exc:
             raise ledger_refusal(exc, not_found=NOT_FOUND)
         tags = apply_tag_specifications(txn, ctx, params, "security-group", [group_id(key)])

@@ -149,14 +149,19 @@ def create_volume(ctx, params):
 
 @action("DeleteVolume")
 def delete_volume(ctx, params):
-    """Queue the volume's deletion (VolumeInUse while attached); ``deleting`` until the job is done."""
+    """Queue the volume's deletion (VolumeInUse while attached, IncorrectState while creating);
+    ``deleting`` until the job is done."""
     volume_id = params.get("VolumeId", required=True)
     with ctx.write() as txn:
         row = _volume(txn, ctx, volume_id)
         if row["instance_id"]:
             raise ApiError("VolumeInUse", "Volume %s is attached to %s as %s; detach it first"
                            % (volume_id, row["instance_id"], row["device"]))
-        if _active(txn, [volume_id]).get(volume_id) != "delete-volume":
+        busy = _active(txn, [volume_id]).get(volume_id)
+        if busy == "create-volume":
+            # the dispatcher runs a claim's deletions before its creations: wait for the bytes
+            raise ApiError("IncorrectState", "Volume %s is creating; delete it once it is available" % volume_id)
+        if busy != "delete-volume":
             ctx.enqueue(txn, "delete-volume", row["cluster"], [volume_id])
     return {"return": True}
 
