@@ -294,6 +294,7 @@ def test_describe_volumes_pages_and_filters(ledger):
     assert "NextToken" not in rest
     assert sorted(v["VolumeId"] for v in first["Volumes"] + rest["Volumes"]) == sorted(ids)
     assert len(call(a, "DescribeVolumes", Filter_1_Name="availability-zone", Filter_1_Value_1="cluster_b")["Volumes"]) == 4
+    assert len(call(a, "DescribeVolumes", Filter_1_Name="create-time", Filter_1_Value_1="20??-*T*.???Z")["Volumes"]) == 7
     refused(ledger, "InvalidParameterValue", a, "DescribeVolumes", Filter_1_Name="colour", Filter_1_Value_1="red")
 
 

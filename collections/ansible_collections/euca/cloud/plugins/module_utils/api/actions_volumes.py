@@ -237,18 +237,23 @@ def _volume_item(row, status, attachments, tags, number):
     }
 
 
+def _stamp(moment):
+    """A time as the answer shows it (EC2's form: milliseconds, Z), for the time filters."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (moment.microsecond // 1000)
+
+
 def _attachment_status(item):
     return [a["status"] for a in item["attachmentSet"]]
 
 
 VOLUME_FILTERS = {
-    "attachment.attach-time": lambda v: [a["attachTime"].strftime("%Y-%m-%dT%H:%M:%S.000Z") for a in v["attachmentSet"]],
+    "attachment.attach-time": lambda v: [_stamp(a["attachTime"]) for a in v["attachmentSet"]],
     "attachment.delete-on-termination": lambda v: [a["deleteOnTermination"] for a in v["attachmentSet"]],
     "attachment.device": lambda v: [a["device"] for a in v["attachmentSet"]],
     "attachment.instance-id": lambda v: [a["instanceId"] for a in v["attachmentSet"]],
     "attachment.status": _attachment_status,
     "availability-zone": lambda v: v["availabilityZone"],
-    "create-time": lambda v: v["createTime"].strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (v["createTime"].microsecond // 1000),
+    "create-time": lambda v: _stamp(v["createTime"]),
     "encrypted": lambda v: v["encrypted"],
     "size": lambda v: v["size"],
     "snapshot-id": lambda v: v["snapshotId"],
@@ -387,7 +392,7 @@ SNAPSHOT_FILTERS = {
     "owner-id": lambda s: s["ownerId"],
     "progress": lambda s: s["progress"],
     "snapshot-id": lambda s: s["snapshotId"],
-    "start-time": lambda s: s["startTime"].strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (s["startTime"].microsecond // 1000),
+    "start-time": lambda s: _stamp(s["startTime"]),
     "status": lambda s: s["status"],
     "volume-id": lambda s: s["volumeId"],
     "volume-size": lambda s: s["volumeSize"],
