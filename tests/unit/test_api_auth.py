@@ -169,6 +169,21 @@ def test_malformed_authorization_is_incomplete(header):
     refused("IncompleteSignature", 400, prepared)
 
 
+def test_non_ascii_signature_is_auth_failure_not_a_crash():
+    prepared = signed(v4(), data=FORM)
+    prepared.headers["Authorization"] = re.sub(r"Signature=\w+", "Signature=\u00e9\u00e9", prepared.headers["Authorization"])
+    refused("AuthFailure", 401, prepared)
+    presigned_request = presigned()
+    presigned_request.url = re.sub(r"X-Amz-Signature=\w+", "X-Amz-Signature=%C3%A9", presigned_request.url)
+    refused("AuthFailure", 401, presigned_request)
+
+
+def test_garbage_date_header_is_incomplete():
+    prepared = signed(v4(), data=FORM, headers={"Date": "Tue, 01 Dec 2026 00:00:00 GMT"})
+    prepared.headers["Date"] = "yesterday"
+    refused("IncompleteSignature", 400, prepared)
+
+
 def test_no_credentials_at_all():
     with pytest.raises(ApiError) as caught:
         auth.verify("POST", "/", "", {"host": "x"}, b"Action=DescribeRegions", {"Action": "DescribeRegions"}, lookup)

@@ -167,6 +167,12 @@ def _header_value(value):
     return " ".join(value.split())
 
 
+def _same(expected, given):
+    """Constant-time comparison of a computed hex signature with the client's, which may hold any
+    characters (compare_digest refuses non-ASCII str, so compare bytes)."""
+    return hmac.compare_digest(expected.encode("ascii"), given.encode("utf-8", "surrogatepass"))
+
+
 def _signing_key(secret, date, region, service):
     key = hmac.new(("AWS4" + secret).encode("utf-8"), date.encode("utf-8"), hashlib.sha256).digest()
     for part in (region, service, "aws4_request"):
@@ -246,9 +252,14 @@ def _verify_sigv4_header(method, path, query_string, headers, body, lookup, now,
     elif "date" in headers:
         # botocore signs with a Date header instead when the request already had one.
         try:
-            signed_at = parsedate_to_datetime(headers["date"]).timestamp()
+            parsed = parsedate_to_datetime(headers["date"])
         except (TypeError, ValueError, IndexError):
+            parsed = None  # Python 3.9 answers None where 3.10+ raises
+        if parsed is None:
             raise _incomplete("the Date header %r is not an HTTP date" % headers["date"])
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+        signed_at = parsed.timestamp()
         timestamp = _stamp(signed_at)
     else:
         raise _incomplete("the request has neither an X-Amz-Date nor a Date header")
@@ -261,7 +272,7 @@ def _verify_sigv4_header(method, path, query_string, headers, body, lookup, now,
         raise _auth_failure()
     expected = _sigv4_signature(secret, method, path, _canonical_query(query_string), headers, signed, payload,
                                 timestamp, scope)
-    if not hmac.compare_digest(expected, fields["Signature"]):
+    if not _same(expected, fields["Signature"]):
         raise _auth_failure()
     return key_id
 
@@ -298,7 +309,7 @@ def _verify_sigv4_query(method, path, query_string, headers, body, lookup, now, 
         raise _auth_failure()
     expected = _sigv4_signature(secret, method, path, _canonical_query(query_string, drop="X-Amz-Signature"),
                                 headers, signed, payload, timestamp, scope)
-    if not hmac.compare_digest(expected, params["X-Amz-Signature"]):
+    if not _same(expected, params["X-Amz-Signature"]):
         raise _auth_failure()
     return key_id
 
