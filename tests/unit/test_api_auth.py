@@ -171,7 +171,8 @@ def test_malformed_authorization_is_incomplete(header):
 
 def test_non_ascii_signature_is_auth_failure_not_a_crash():
     prepared = signed(v4(), data=FORM)
-    prepared.headers["Authorization"] = re.sub(r"Signature=\w+", "Signature=\u00e9\u00e9", prepared.headers["Authorization"])
+    header = prepared.headers["Authorization"]
+    prepared.headers["Authorization"] = re.sub(r"Signature=\w+", "Signature=\u00e9\u00e9", header)
     refused("AuthFailure", 401, prepared)
     presigned_request = presigned()
     presigned_request.url = re.sub(r"X-Amz-Signature=\w+", "X-Amz-Signature=%C3%A9", presigned_request.url)
