@@ -3,7 +3,11 @@ signers (SigV4 header, SigV4 presigned query, SigV2), and a boto3 EC2 client tal
 WSGI server that authenticates with api/auth.py and answers with api/query.py."""
 
 import hashlib
+import json
+import os
 import re
+import subprocess
+import sys
 import threading
 import time
 from urllib.parse import urlsplit
@@ -344,3 +348,18 @@ def test_boto3_wrong_secret_is_client_error(endpoint):
     assert error["Error"]["Code"] == "AuthFailure"
     assert error["ResponseMetadata"]["HTTPStatusCode"] == 401
     assert re.match(r"[0-9a-f-]{36}\Z", error["ResponseMetadata"]["RequestId"])
+
+
+@pytest.mark.slow
+def test_awscli_describe_regions(endpoint, tmp_path):
+    """The AWS CLI (its own argument handling and signing path on top of botocore)."""
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": str(tmp_path), "AWS_ACCESS_KEY_ID": KEY,
+           "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": "euca", "AWS_CONFIG_FILE": str(tmp_path / "none"),
+           "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none")}
+    aws = [sys.executable, "-m", "awscli", "ec2", "describe-regions", "--endpoint-url", endpoint, "--output", "json"]
+    done = subprocess.run(aws, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["Regions"][0]["RegionName"] == "euca"
+    env["AWS_SECRET_ACCESS_KEY"] = "v" * 40
+    done = subprocess.run(aws, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and "AuthFailure" in done.stderr
