@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import traceback
+from urllib.parse import quote
 
 from ansible_collections.euca.cloud.plugins.module_utils.api import auth, base, query
 from ansible_collections.euca.cloud.plugins.module_utils.api.errors import ApiError, from_euca
@@ -51,6 +52,14 @@ def load_config(path=None):
     if not config.get("ledger"):
         raise ValueError("%s names no ledger" % path)
     return config
+
+
+def _raw_path(environ):
+    """The path as the client sent (and signed) it: gunicorn's RAW_URI; PATH_INFO is percent-decoded."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        return raw.split("?", 1)[0] or "/"
+    return quote(environ.get("PATH_INFO", "/") or "/", safe="/~")
 
 
 class Api:
@@ -113,7 +122,7 @@ class Api:
                 headers["content-length"] = environ["CONTENT_LENGTH"]
             ledger = self.ledger()
             self._local.key_account = None
-            auth.verify(environ.get("REQUEST_METHOD", "GET"), environ.get("PATH_INFO", "/") or "/",
+            auth.verify(environ.get("REQUEST_METHOD", "GET"), _raw_path(environ),
                         environ.get("QUERY_STRING", ""), headers, body, params_flat, self._lookup(ledger),
                         max_skew=int(self.config["clock_skew"]))
             account = self._local.key_account
