@@ -41,6 +41,12 @@ def _jobs():
     return jobs
 
 
+def _time(stamp):
+    """The ledger's timestamp (microseconds, Z) in EC2's form (milliseconds, Z), as text: no datetime
+    per instance for a describe of thousands."""
+    return stamp[:23] + "Z" if stamp and len(stamp) > 23 else stamp
+
+
 def check_instance_id(value):
     """An i- id by the model's rule (model/names.py); EC2's InvalidInstanceID.Malformed otherwise."""
     if not names.looks_like("instance", value):
@@ -49,8 +55,9 @@ def check_instance_id(value):
     return value
 
 
-def _rows(txn, ctx, instance_ids=None, include_terminated=True):
-    """The caller's instances (every account's for the admin), terminated ones of the last hour included."""
+def _rows(txn, ctx, instance_ids=None, include_terminated=True, offset=0, limit=None):
+    """The caller's instances (every account's for the admin), terminated ones of the last hour
+    included, in launch order; ``limit`` rows from ``offset`` (one more, to tell whether more follow)."""
     clauses, args = [], []
     if not ctx.admin:
         clauses.append("i.account = ?")
@@ -66,8 +73,10 @@ def _rows(txn, ctx, instance_ids=None, include_terminated=True):
         clauses.append("i.state <> 'terminated'")
     sql = ("SELECT i.*, e.address AS public_ip, im.kernel_id AS kernel_id, im.ramdisk_id AS ramdisk_id "
            "FROM instances i LEFT JOIN elastic_ips e ON e.instance_id = i.id "
-           "LEFT JOIN images im ON im.id = i.image_id WHERE %s ORDER BY i.created_gen, i.reservation_id, i.launch_index"
-           % " AND ".join(clauses or ["1 = 1"]))
+           "LEFT JOIN images im ON im.id = i.image_id WHERE %s "
+           "ORDER BY i.created_gen, i.reservation_id, i.launch_index, i.id" % " AND ".join(clauses))
+    if limit is not None or offset:
+        sql += " LIMIT %d OFFSET %d" % (-1 if limit is None else limit + 1, offset)
     return txn.rows(sql, *args)
 
 
@@ -91,7 +100,7 @@ def _item(row, state, tag_set, client_token=None):
         "amiLaunchIndex": row["launch_index"],
         "productCodes": [],
         "instanceType": row["instance_type"],
-        "launchTime": actions_tags.iso_time(row["created_at"]),
+        "launchTime": _time(row["created_at"]),
         "placement": {"availabilityZone": row["cluster"], "groupName": "", "tenancy": "default"},
         "kernelId": row["kernel_id"],
         "ramdiskId": row["ramdisk_id"],
@@ -193,14 +202,25 @@ def describe_instances(ctx, params):
     max_results = params.int("MaxResults", minimum=5, maximum=1000)
     if wanted and max_results is not None:
         raise ApiError("InvalidParameterCombination", "The parameter instancesSet cannot be used with the parameter maxResults")
+    filters = params.filters()
+    offset, limit = query.page_window(max_results, params.get("NextToken"))
     with ctx.read() as txn:
-        rows = _rows(txn, ctx, wanted or None)
-        if wanted:
-            _check_found(rows, wanted)
         numbers = actions_tags.owner_numbers(txn)
-        views = _filtered(_views(txn, ctx, rows), params, numbers)
-    # page by reservation, as EC2 does (MaxResults counts instances; a reservation is not split)
-    page, token = query.paginate(views, max_results, params.get("NextToken"))
+        if filters:
+            rows = _rows(txn, ctx, wanted or None)
+            views = _filtered(_views(txn, ctx, rows), params, numbers)
+            page = views[offset:offset + limit] if limit is not None else views[offset:]
+            token = query.page_token(offset, limit, limit is not None and len(views) > offset + limit)
+        else:
+            # no filter: the ledger pages (and only the page's tags and jobs are read)
+            rows = _rows(txn, ctx, wanted or None, offset=offset, limit=limit)
+            if wanted:
+                _check_found(rows, wanted)
+            more = limit is not None and len(rows) > limit
+            page = _views(txn, ctx, rows[:limit] if limit is not None else rows)
+            token = query.page_token(offset, limit, more)
+        if wanted and filters:
+            _check_found(rows, wanted)
     return {"reservationSet": _reservations(page, numbers), "nextToken": token}
 
 

@@ -422,14 +422,13 @@ def _offset(token):
     return offset
 
 
-def paginate(items, max_results, next_token, minimum=5, maximum=1000):
-    """``(page, next_token or None)``. Without ``max_results`` everything (from the token's
-    offset, if one is given) and no token. The token is opaque to clients: urlsafe base64 of
-    ``{"o": offset}``; one that does not decode to that is refused."""
-    items = list(items)
+def page_window(max_results, next_token, minimum=5, maximum=1000):
+    """``(offset, limit or None)`` that ``max_results`` and ``next_token`` ask for, checked as
+    EC2 checks them: a caller that pages in its query (SQL ``LIMIT``/``OFFSET``) and then asks
+    ``page_token`` for the token of the next page."""
     start = _offset(next_token) if next_token else 0
     if max_results is None:
-        return items[start:], None
+        return start, None
     if type(max_results) is not int:
         try:
             max_results = int(max_results)
@@ -438,5 +437,21 @@ def paginate(items, max_results, next_token, minimum=5, maximum=1000):
     if not minimum <= max_results <= maximum:
         raise ApiError("InvalidParameterValue", "Value ( %d ) for parameter maxResults is invalid. "
                        "Expecting a value between %d and %d." % (max_results, minimum, maximum))
-    end = start + max_results
-    return items[start:end], (_token(end) if end < len(items) else None)
+    return start, max_results
+
+
+def page_token(offset, limit, more):
+    """The NextToken after a page of ``limit`` items from ``offset``, when ``more`` items follow."""
+    return _token(offset + limit) if limit is not None and more else None
+
+
+def paginate(items, max_results, next_token, minimum=5, maximum=1000):
+    """``(page, next_token or None)``. Without ``max_results`` everything (from the token's
+    offset, if one is given) and no token. The token is opaque to clients: urlsafe base64 of
+    ``{"o": offset}``; one that does not decode to that is refused."""
+    items = list(items)
+    start, limit = page_window(max_results, next_token, minimum, maximum)
+    if limit is None:
+        return items[start:], None
+    end = start + limit
+    return items[start:end], page_token(start, limit, end < len(items))
