@@ -20,8 +20,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import re
-import secrets
 
+from ansible_collections.euca.cloud.plugins.module_utils.api import auth
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, InvalidInput, NotFound
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import accounts
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.schema import now
@@ -32,18 +32,8 @@ STATUSES = (ACTIVE, INACTIVE)
 ID_RE = re.compile(r"^[A-Z0-9]{16,128}\Z")
 #: a secret given by the operator (a key carried over from another cloud): printable, no white space
 SECRET_RE = re.compile(r"^[\x21-\x7e]{16,128}\Z")
-_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_SECRET_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 #: what list_keys and the modules show: never the secret
 VIEW = ("id", "account", "status", "created_at")
-
-
-def _new_access_key():
-    """A fresh (id, secret) in AWS's shape: ``AKIA`` + 16 of [A-Z2-7], and 40 base-64 characters."""
-    draw = secrets.SystemRandom()
-    key_id = "AKIA" + "".join(draw.choice(_ID_ALPHABET) for _ in range(16))
-    secret = "".join(draw.choice(_SECRET_ALPHABET) for _ in range(40))
-    return key_id, secret
 
 
 def check_id(access_key_id):
@@ -94,7 +84,7 @@ def create(txn, account, access_key_id=None, secret=None):
         raise InvalidInput("an access key is issued here (neither id nor secret) or carried over (both of them)")
     if access_key_id is None:
         for _attempt in range(8):
-            access_key_id, secret = _new_access_key()
+            access_key_id, secret = auth.new_access_key()
             if txn.row("SELECT id FROM access_keys WHERE id = ?", access_key_id) is None:
                 break
         else:
