@@ -13,7 +13,7 @@ short_description: Issue, deactivate and delete an account's access keys for the
 version_added: 0.3.0
 description:
   - An access key (an id and a secret) is what an account signs its EC2 API requests with (SigV4 or SigV2), as with
-    AWS's C(aws_access_key_id) and C(aws_secret_access_key). The API on the CLC (role C(euca.cloud.api)) acts as the
+    AWS's C(aws_access_key_id) and C(aws_secret_access_key). The API on the CLC (role C(euca.cloud.clc_api)) acts as the
     key's account.
   - Without O(access_key_id), O(state=present) issues a new key (C(AKIA) and 16 more characters) and returns its secret
     once, in RV(secret_access_key); the secret is never shown again (not by this module, not by the API). Every such
