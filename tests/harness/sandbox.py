@@ -6,10 +6,24 @@ import os
 from harness.libvirtd import CACHE
 
 
+def api_port(walrus_port):
+    """The EC2 API's loopback port of a sandbox whose Walrus has ``walrus_port`` (1000 below it)."""
+    return walrus_port - 1000
+
+
 def sandbox_vars(work, supervisor, cloud, outside, walrus_port):
     """Extra vars for inventories/sandbox: namespaces ``cloud`` and ``outside``, state under ``work``,
-    daemons under ``supervisor`` (a harness Supervisor), Walrus on 127.0.0.1:``walrus_port``."""
-    work = str(work)
+    daemons under ``supervisor`` (a harness Supervisor), Walrus on 127.0.0.1:``walrus_port``, the EC2
+    API on 127.0.0.1:``api_port(walrus_port)``, its dispatcher running playbooks with these same vars."""
+    base = _cloud_vars(str(work), supervisor, cloud, outside, walrus_port)
+    port = api_port(walrus_port)
+    return dict(base, clc_api_listen="127.0.0.1:%d" % port,
+                clc_api_endpoint="http://127.0.0.1:%d/services/Eucalyptus/" % port,
+                clc_api_lib_dir=os.path.join(str(work), "api-lib"), clc_api_config=os.path.join(str(work), "api.json"),
+                clc_api_private_data_dir=os.path.join(str(work), "api-runner"), clc_api_dispatcher_extra_vars=base)
+
+
+def _cloud_vars(work, supervisor, cloud, outside, walrus_port):
     CACHE.mkdir(parents=True, exist_ok=True)
     return dict(
         supervisor.role_vars,

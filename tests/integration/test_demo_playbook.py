@@ -9,6 +9,7 @@ throwaway namespaces, directories and a private supervisord (EUCA_MOLECULE_VARS)
 - destroy (playbooks/clean.yml) leaves no namespace, no process and no state behind.
 """
 
+import configparser
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ import yaml
 from harness import netns as _netns
 from harness.guest_image import image_dir
 from harness.runner import REPO_ROOT, run_playbook
+from harness.api_server import client
 from harness.sandbox import sandbox_vars
 
 # about 7 minutes on an idle machine, up to 19 under the load of parallel suites: the limit leaves room for a loaded 2-core one
@@ -68,14 +70,24 @@ def test_demo_scenario_converges_verifies_reconciles_and_cleans_up(supervisor, g
 
     destroyed = False
     try:
+        converged = None
         for step in ("create", "converge", "idempotence", "verify"):
             done = molecule(step, varsfile)
             assert done.returncode == 0, (step, done.stdout[-4000:], done.stderr[-2000:])
+            converged = converged or (done.stdout + done.stderr if step == "converge" else None)
         tables = "\n".join(play("describe.yml").task_result("Show the cloud")["msg"])
         web, db_ = (line.split() for line in tables.splitlines() if line.startswith("i-"))
         if web[1] != "demo-web":
             web, db_ = db_, web
         assert web[1:4] == ["demo-web", "running", "web"] and db_[1:4] == ["demo-db", "running", "db"], tables
+        # the demo showed the EC2 API: its endpoint, the admin account's credentials, and awscli's answer
+        endpoint = extravars["clc_api_endpoint"]
+        assert "EC2 API: %s" % endpoint in converged and web[0] in converged.split("aws ec2 describe-instances:")[1]
+        credentials = configparser.ConfigParser()
+        credentials.read(tmp_path / "clc" / "admin.credentials")
+        key = (credentials["admin"]["aws_access_key_id"], credentials["admin"]["aws_secret_access_key"])
+        described = client(endpoint, key).describe_instances()["Reservations"]
+        assert sorted(i["InstanceId"] for r in described for i in r["Instances"]) == sorted([web[0], db_[0]])
         web_ip = web[6]
         assert outside_http(web_ip) == web[0]
         volume = [line.split()[0] for line in tables.split("VOLUMES")[1].splitlines() if line.startswith("vol-")][0]
