@@ -120,7 +120,7 @@ def site(tmp_path):
             "poll_interval": 0.2,
             "run_timeout": 240,
             "max_parallel": 2,
-            "stop_grace": 3,
+            "stop_grace": 30,
             "env": {"ANSIBLE_CONFIG": str(project / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
                     "PATH": os.pathsep.join([str(VENV_BIN), "/usr/bin", "/bin"])},
         },
@@ -229,6 +229,13 @@ def close_gate(env, cluster):
 
 def open_gate(env, cluster):
     (env["out"] / ("gate-" + cluster)).unlink()
+
+
+def set_conf(env, **settings):
+    """Change the dispatcher's settings (read when a dispatcher starts)."""
+    conf = json.loads(env["config"].read_text())
+    conf["dispatcher"].update(settings)
+    env["config"].write_text(json.dumps(conf))
 
 
 def stop(env, proc):
@@ -341,6 +348,9 @@ def test_kill_9_mid_run_loses_nothing_and_sigterm_waits_for_the_run(site):
                     ("reconcile.yml", None)]
 
     # SIGTERM: the run in progress finishes and is recorded, nothing new is claimed
+    stop(env, proc)
+    set_conf(env, stop_grace=60)
+    proc = start(env)
     close_gate(env, "cluster_b")
     held = enqueue(env, "converge", "cluster_b", [])
     wait_for("cluster_b's run to start", lambda: started_on(env, "reconcile.yml", "b1"), env)
@@ -352,6 +362,7 @@ def test_kill_9_mid_run_loses_nothing_and_sigterm_waits_for_the_run(site):
     assert all_in(env, [held], {"done"}) and all_in(env, [queued_after], {"queued"})
 
     # past the grace a run is stopped and its jobs stay running for the next start
+    set_conf(env, stop_grace=2)
     close_gate(env, "cluster_a")
     proc = start(env)
     wait_for("the held run", lambda: len(started_on(env, "reconcile.yml", "a1")) == 2, env)
@@ -365,9 +376,7 @@ def test_kill_9_mid_run_loses_nothing_and_sigterm_waits_for_the_run(site):
 
 def test_run_timeout_fails_the_jobs(site):
     env = site
-    conf = json.loads(env["config"].read_text())
-    conf["dispatcher"]["run_timeout"] = 2
-    env["config"].write_text(json.dumps(conf))
+    set_conf(env, run_timeout=2)
     close_gate(env, "cluster_a")
     job = enqueue(env, "converge", "cluster_a", [])
     proc = start(env)
