@@ -85,6 +85,19 @@ MAX_MESSAGE = 400
 #: seconds to wait for killed processes to be gone
 KILL_WAIT = 10
 
+#: what a run takes from the dispatcher's own environment: nothing of Ansible's or Python's (the
+#: dispatcher runs under a service manager that may have been started by an Ansible run, whose
+#: ANSIBLE_STDOUT_CALLBACK, ANSIBLE_CALLBACK_PLUGINS and PYTHONPATH would break the runner's own)
+INHERITED = ("PATH", "HOME", "LANG", "LANGUAGE", "TZ", "USER", "LOGNAME", "TMPDIR", "SSH_AUTH_SOCK")
+
+
+def run_environment(environ, configured):
+    """A run's environment: the few variables of ``environ`` named in INHERITED (and LC_*), then ``configured``."""
+    env = dict((k, v) for k, v in environ.items() if k in INHERITED or k.startswith("LC_"))
+    env.update(dict((str(k), str(v)) for k, v in configured.items()))
+    return env
+
+
 #: the environment marks of a run's processes
 MARK_DIR = "EUCA_DISPATCHER"
 MARK_RUN = "EUCA_DISPATCH_RUN"
@@ -404,8 +417,7 @@ class Dispatcher:
             "--ident", ident,
             "--cmdline", "-e @%s" % shlex.quote(vars_path),
         ]
-        env = dict(os.environ)
-        env.update(dict((str(k), str(v)) for k, v in self.conf["env"].items()))
+        env = run_environment(os.environ, self.conf["env"])
         env.update({MARK_DIR: self.pdd, MARK_RUN: ident})
         try:
             with open(log_path, "wb") as log:
