@@ -46,7 +46,7 @@ def sandbox_cloud_settings():
 
 
 class ApiCloud:
-    def __init__(self, work, walrus_port, guest_image, cloud_image=None, cores=8):
+    def __init__(self, work, walrus_port, guest_image, cloud_image=None, cores=8, **settings_changes):
         self.work = Path(work)
         self.supervisor = Supervisor(self.work / "supervisor")
         self.cloud, self.outside = _netns.new_name(), _netns.new_name()
@@ -54,8 +54,10 @@ class ApiCloud:
         self.guest_image, self.cloud_image = guest_image, cloud_image
         settings = json.loads(json.dumps(sandbox_cloud_settings()))
         settings["vm_types"] = VM_TYPES
+        settings.update(settings_changes)
         self.vars = sandbox_vars(self.work, self.supervisor, self.cloud, self.outside, walrus_port)
-        more = dict(clc_settings=settings, euca_node_capacity={"cores": cores, "memory_mb": 8192, "disk_gb": 80},
+        capacity = {"cores": cores, "memory_mb": max(8192, 128 * cores), "disk_gb": max(80, 2 * cores)}
+        more = dict(clc_settings=settings, euca_node_capacity=capacity,
                     euca_metadata_snapshot=str(self.work / "metadata" / "snapshot.json"))
         self.vars.update(more)
         self.vars["clc_api_dispatcher_extra_vars"] = dict(self.vars["clc_api_dispatcher_extra_vars"], **more)
