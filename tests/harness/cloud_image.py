@@ -39,7 +39,8 @@ def cloud_image_paths() -> dict:
     ``cloud_image_info``: the manifest (``name, file, sha256, size_bytes, format, virtual_size_bytes,
     digest, default_user, suite, kernel_version, root_uuid``) plus ``dir`` and ``path``."""
     if not _built:
-        run = build_cloud_image()
+        with runner.build_lock(image_dir()):  # one build at a time, also across pytest-xdist workers
+            run = build_cloud_image()
         if run.rc != 0:
             raise RuntimeError("building the cloud image failed:\n" + run.stdout[-3000:])
         manifest = json.loads((image_dir() / "manifest.json").read_text())

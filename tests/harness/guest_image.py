@@ -34,7 +34,8 @@ def guest_image_paths() -> dict:
     """Build (or find cached) the image once per process; returns what the role publishes as ``test_image_info``:
     ``{dir, name, kernel_version, kernel: {path, sha256, size_bytes, file}, ramdisk: {...}, root: {...}}``."""
     if not _built:
-        run = build_guest_image()
+        with runner.build_lock(image_dir()):  # one build at a time, also across pytest-xdist workers
+            run = build_guest_image()
         if run.rc != 0:
             raise RuntimeError("building the test image failed:\n" + run.stdout[-3000:])
         manifest = json.loads((image_dir() / "manifest.json").read_text())

@@ -7,6 +7,8 @@ repository's ansible.cfg and ANSIBLE_COLLECTIONS_PATH at its ``collections`` fol
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -23,6 +25,20 @@ ANSIBLE_CFG = REPO_ROOT / "ansible.cfg"
 # events that carry a task's final result for one host
 RESULT_EVENTS = ("runner_on_ok", "runner_on_failed", "runner_on_unreachable",
                  "runner_on_skipped")
+
+
+@contextlib.contextmanager
+def build_lock(directory):
+    """Hold an exclusive lock beside ``directory`` (``<directory>.lock``): processes that build the same
+    cached artefact (pytest-xdist workers, a bench beside the tests) take turns; the second finds it built."""
+    path = Path(str(directory) + ".lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def envvars(extra: Optional[dict] = None) -> dict:

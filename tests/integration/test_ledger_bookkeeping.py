@@ -221,6 +221,11 @@ def test_a_version_1_ledger_is_migrated_with_its_instances(ledger_url, monkeypat
             if txn.dialect == "postgresql":
                 txn.exec("DROP FUNCTION euca_instance_bookkeeping()")
                 txn.exec("DROP FUNCTION euca_ip_host(TEXT)")
+            # none of version 4 (the EC2 API's tables)
+            for index in ("access_keys_account", "tags_account", "jobs_state"):
+                txn.exec("DROP INDEX %s" % index)
+            for table in ("access_keys", "tags", "client_tokens", "jobs"):
+                txn.exec("DROP TABLE %s" % table)
             # and none of version 3 (accounts)
             for index in ("instances_account", "security_groups_account", "volumes_account", "elastic_ips_account"):
                 txn.exec("DROP INDEX %s" % index)
