@@ -191,8 +191,11 @@ def _filtered(views, params, numbers):
         return views
     # apply_filters reads dicts; carry the view along with its tags and owner number
     wrapped = [{"view": v, "tagSet": v[2]} for v in views]
-    fields = dict((name, (lambda f: lambda item: f(item["view"] + (numbers.get(item["view"][0]["account"], ""),)))(f))
-                  for name, f in FILTERS.items())
+
+    def field(get):
+        return lambda item: get(item["view"] + (numbers.get(item["view"][0]["account"], ""),))
+
+    fields = dict((name, field(get)) for name, get in FILTERS.items())
     return [w["view"] for w in query.apply_filters(wrapped, filters, fields)]
 
 

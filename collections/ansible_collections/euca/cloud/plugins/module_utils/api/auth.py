@@ -46,8 +46,8 @@ _SECRET_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 def new_access_key():
     """A fresh ``(access_key_id, secret_access_key)`` shaped like AWS's: ``AKIA`` and 16 base32
     characters, and 40 characters of base64's alphabet, all from ``secrets``."""
-    key_id = "AKIA" + "".join(secrets.choice(_KEY_ALPHABET) for _ in range(16))
-    secret = "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(40))
+    key_id = "AKIA" + "".join(secrets.choice(_KEY_ALPHABET) for _i in range(16))
+    secret = "".join(secrets.choice(_SECRET_ALPHABET) for _i in range(40))
     return key_id, secret
 
 
@@ -133,7 +133,7 @@ def _canonical_query(query_string, drop=None):
     for pair in (query_string or "").split("&"):
         if not pair:
             continue
-        key, _, value = pair.partition("=")
+        key, _sep, value = pair.partition("=")
         key = quote(unquote_plus(key), safe="-_.~")
         if key == drop:
             continue
@@ -218,7 +218,7 @@ def _parse_signed_headers(text, headers):
 
 def _parse_authorization(value):
     """``AWS4-HMAC-SHA256 Credential=.., SignedHeaders=.., Signature=..`` -> dict of the three."""
-    algorithm, _, rest = value.strip().partition(" ")
+    algorithm, _sep, rest = value.strip().partition(" ")
     if algorithm != SIGV4:
         raise _incomplete("the Authorization header's algorithm %r is not %s" % (algorithm, SIGV4))
     fields = {}

@@ -9,8 +9,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.euca.cloud.plugins.module_utils.errors import (Conflict, EucaError, Exhausted, InvalidInput,
-                                                                       LedgerUnavailable, NotFound)
+from ansible_collections.euca.cloud.plugins.module_utils.errors import (
+    Conflict, EucaError, Exhausted, InvalidInput, LedgerUnavailable, NotFound)
 
 
 class ApiError(Exception):

@@ -147,7 +147,7 @@ class Params:
         for key, value in self._flat.items():
             if not key.startswith(lead):
                 continue
-            index, _, rest = key[cut:].partition(".")
+            index, _sep, rest = key[cut:].partition(".")
             if not _INDEX.match(index):
                 continue
             number = int(index)
@@ -178,7 +178,7 @@ class Params:
     def structs(self, prefix):
         """One ``Params`` per ``prefix.N`` structure (keys ``prefix.N.Rest`` become ``Rest``), in
         numeric order; they nest (``IpPermissions.1.IpRanges.1.CidrIp``)."""
-        return [sub for _, sub in self._structs(prefix)]
+        return [sub for _index, sub in self._structs(prefix)]
 
     def filters(self):
         """``[(name, [values])]`` from ``Filter.N.Name`` and ``Filter.N.Value.M``."""
@@ -294,7 +294,7 @@ def _render(out, body):
         elif kind is list or kind is tuple:
             append(opening)
             for entry in value:
-                if type(entry) is dict:
+                if isinstance(entry, dict):
                     append(_ITEM_OPEN)
                     _render(out, entry)
                     append(_ITEM_CLOSE)
@@ -417,7 +417,7 @@ def _offset(token):
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise bad
     offset = data.get("o") if isinstance(data, dict) else None
-    if type(offset) is not int or offset < 0:
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise bad
     return offset
 
@@ -429,7 +429,7 @@ def page_window(max_results, next_token, minimum=5, maximum=1000):
     start = _offset(next_token) if next_token else 0
     if max_results is None:
         return start, None
-    if type(max_results) is not int:
+    if isinstance(max_results, bool) or not isinstance(max_results, int):
         try:
             max_results = int(max_results)
         except (TypeError, ValueError):

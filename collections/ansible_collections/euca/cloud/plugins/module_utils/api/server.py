@@ -160,8 +160,8 @@ class Api:
         started = time.monotonic()
         status, body, action, account = self.handle(environ)
         start_response(status, [("Content-Type", XML), ("Content-Length", str(len(body)))])
-        sys.stderr.write("euca-api %s %s %s %.1fms\n" % (action, account, status.split(" ", 1)[0],
-                                                        (time.monotonic() - started) * 1000))
+        elapsed = (time.monotonic() - started) * 1000
+        sys.stderr.write("euca-api %s %s %s %.1fms\n" % (action, account, status.split(" ", 1)[0], elapsed))
         return [body]
 
 
