@@ -25,7 +25,7 @@ from harness.ec2_calls import everything, make_ledger
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PORT, PROXY_PORT = 18870, 18871
+PORT, PROXY_PORT = 18960, 18961  # outside test_role_api's 18800-18839 and the unit tests' 18840-18859
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,8 @@ SERVICE = "euca-api-test"
 
 
 def free_port():
-    """A loopback port in 18800-18899 that nothing listens on."""
-    for port in range(18800, 18900):
+    """A loopback port in 18800-18839 that nothing listens on."""
+    for port in range(18800, 18840):
         with socket.socket() as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
@@ -37,7 +37,7 @@ def free_port():
             except OSError:
                 continue
             return port
-    pytest.skip("no free port in 18800-18899")
+    pytest.skip("no free port in 18800-18839")
 
 
 def deploy(tmp_path, role_vars, play_vars, check=False, inventory=LOCAL):
