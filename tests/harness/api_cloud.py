@@ -24,27 +24,10 @@ from harness import netns as _netns
 from harness.api_server import client
 from harness.guest_image import image_dir
 from harness.runner import REPO_ROOT, run_playbook
-from harness.sandbox import sandbox_vars
+from harness.sandbox import VM_TYPES, sandbox_cloud_settings, sandbox_vars
 from harness.supervisor import Supervisor
 
 INVENTORY = str(REPO_ROOT / "inventories" / "sandbox")
-# cloud-init's guest needs more memory than the busybox one (cores are the scheduler's bookkeeping)
-VM_TYPES = {"m1.small": {"cores": 1, "memory_mb": 128, "disk_gb": 2},
-            "t1.cloud": {"cores": 1, "memory_mb": 512, "disk_gb": 3}}
-
-
-def sandbox_cloud_settings():
-    """The sandbox inventory's euca_cloud (group_vars)."""
-    import yaml
-
-    path = REPO_ROOT / "inventories" / "sandbox" / "group_vars"
-    for name in sorted(os.listdir(path)):
-        data = yaml.safe_load((path / name).read_text()) if name.endswith(".yml") else None
-        if data and "euca_cloud" in data:
-            return data["euca_cloud"]
-    raise AssertionError("no euca_cloud in the sandbox's group_vars")
-
-
 class ApiCloud:
     def __init__(self, work, walrus_port, guest_image, cloud_image=None, cores=8, **settings_changes):
         self.work = Path(work)

@@ -4,6 +4,24 @@ and Walrus port where a test or bench wants them, so it never meets the README's
 import os
 
 from harness.libvirtd import CACHE
+from harness.runner import REPO_ROOT
+
+
+# cloud-init's guest needs more memory than the busybox one; cores are the scheduler's bookkeeping here
+VM_TYPES = {"m1.small": {"cores": 1, "memory_mb": 128, "disk_gb": 2},
+            "t1.cloud": {"cores": 1, "memory_mb": 512, "disk_gb": 3}}
+
+
+def sandbox_cloud_settings():
+    """The sandbox inventory's euca_cloud (group_vars), for a test to extend (e.g. with VM_TYPES)."""
+    import yaml
+
+    path = REPO_ROOT / "inventories" / "sandbox" / "group_vars"
+    for name in sorted(os.listdir(path)):
+        data = yaml.safe_load((path / name).read_text()) if name.endswith(".yml") else None
+        if data and "euca_cloud" in data:
+            return data["euca_cloud"]
+    raise AssertionError("no euca_cloud in the sandbox's group_vars")
 
 
 def api_port(walrus_port):

@@ -25,7 +25,6 @@ directories and a private supervisord), with real guests and real clients:
 """
 
 import json
-import os
 import stat
 import subprocess
 import time
@@ -39,7 +38,7 @@ from harness import netns as _netns
 from harness.cloud_image import cloud_image_paths
 from harness.guest_image import image_dir
 from harness.runner import REPO_ROOT, run_playbook
-from harness.sandbox import sandbox_vars
+from harness.sandbox import VM_TYPES, sandbox_cloud_settings, sandbox_vars
 
 pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -47,8 +46,6 @@ INVENTORY = str(REPO_ROOT / "inventories" / "sandbox")
 WALRUS_PORT = 18785
 # cloud-init's guest needs more memory than the busybox one; the ledger's node is the machine's 2 cores,
 # over-committed as TCG allows (cores are the scheduler's bookkeeping here)
-VM_TYPES = {"m1.small": {"cores": 1, "memory_mb": 128, "disk_gb": 2},
-            "t1.cloud": {"cores": 1, "memory_mb": 512, "disk_gb": 3}}
 LISTENER_PORT = 8080
 USER_DATA = """#!/bin/sh
 # written by the test: a file to read over ssh and a listener that answers
@@ -72,7 +69,7 @@ def test_accounts_key_pairs_user_data_and_the_metadata_service(supervisor, guest
     cloud_image = cloud_image_paths()
     cloud, outside = _netns.new_name(), _netns.new_name()
     extravars = sandbox_vars(tmp_path, supervisor, cloud, outside, WALRUS_PORT)
-    sandbox_cloud = json.loads(json.dumps(_sandbox_cloud_settings()))
+    sandbox_cloud = json.loads(json.dumps(sandbox_cloud_settings()))
     sandbox_cloud["vm_types"] = VM_TYPES
     # the settings through the clc role's own variable (euca_cloud is what the inventory maps onto it)
     extravars.update(clc_settings=sandbox_cloud, euca_node_capacity={"cores": 8, "memory_mb": 4096, "disk_gb": 40},
@@ -357,14 +354,3 @@ def test_accounts_key_pairs_user_data_and_the_metadata_service(supervisor, guest
     leftover = subprocess.run(["pgrep", "-f", str(tmp_path)], capture_output=True, text=True).stdout.split()
     assert leftover == [], leftover
 
-
-def _sandbox_cloud_settings():
-    """The sandbox inventory's euca_cloud (group_vars), to extend with this test's VM type."""
-    import yaml
-
-    path = REPO_ROOT / "inventories" / "sandbox" / "group_vars"
-    for name in sorted(os.listdir(path)):
-        data = yaml.safe_load((path / name).read_text()) if name.endswith(".yml") else None
-        if data and "euca_cloud" in data:
-            return data["euca_cloud"]
-    raise AssertionError("no euca_cloud in the sandbox's group_vars")

@@ -157,6 +157,21 @@ _BOOKKEEPING_TRIGGERS = [
 ]
 
 
+# The dispatcher's queue (migration 4); only the id column differs between the dialects.
+_JOBS = """CREATE TABLE jobs (
+    id %s,
+    kind TEXT NOT NULL,
+    cluster TEXT NOT NULL,
+    account TEXT NOT NULL,
+    resources TEXT NOT NULL,
+    params TEXT NOT NULL DEFAULT '{}',
+    state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
+    run TEXT,
+    message TEXT,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    finished_at TEXT)"""
+
 MIGRATIONS = [
     (
         1,
@@ -379,34 +394,7 @@ MIGRATIONS = [
             # The dispatcher's queue: what a request changed in the ledger and which hosts must converge
             # it. A request writes its job in its own transaction; the dispatcher claims a cluster's queued
             # jobs together (one run per cluster at a time) and records each outcome here.
-            {
-                "sqlite": """CREATE TABLE jobs (
-                    id INTEGER PRIMARY KEY AUTOINCREMENT,
-                    kind TEXT NOT NULL,
-                    cluster TEXT NOT NULL,
-                    account TEXT NOT NULL,
-                    resources TEXT NOT NULL,
-                    params TEXT NOT NULL DEFAULT '{}',
-                    state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
-                    run TEXT,
-                    message TEXT,
-                    created_at TEXT NOT NULL,
-                    started_at TEXT,
-                    finished_at TEXT)""",
-                "postgresql": """CREATE TABLE jobs (
-                    id BIGSERIAL PRIMARY KEY,
-                    kind TEXT NOT NULL,
-                    cluster TEXT NOT NULL,
-                    account TEXT NOT NULL,
-                    resources TEXT NOT NULL,
-                    params TEXT NOT NULL DEFAULT '{}',
-                    state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),
-                    run TEXT,
-                    message TEXT,
-                    created_at TEXT NOT NULL,
-                    started_at TEXT,
-                    finished_at TEXT)""",
-            },
+            {"sqlite": _JOBS % "INTEGER PRIMARY KEY AUTOINCREMENT", "postgresql": _JOBS % "BIGSERIAL PRIMARY KEY"},
             "CREATE INDEX jobs_state ON jobs (state, cluster, id)",
         ],
     ),
