@@ -166,7 +166,7 @@ def test_sigv4_scope_date_must_be_the_request_date():
     "AWS4-HMAC-SHA256 Credential=%s/20261201/euca/ec2/aws4_request, Signature=00" % KEY,
     "AWS4-HMAC-SHA256 Credential=%s/euca/ec2/aws4_request, SignedHeaders=host, Signature=00" % KEY,
     "AWS4-HMAC-SHA256 Credential=%s/20261201/euca/ec2/aws4_request, SignedHeaders=x-amz-date, Signature=00" % KEY,
-])
+], ids=["v2-style", "no-signed-headers", "short-scope", "host-not-signed"])  # ids without the random key (xdist)
 def test_malformed_authorization_is_incomplete(header):
     prepared = signed(v4(), data=FORM)
     prepared.headers["Authorization"] = header
