@@ -337,8 +337,9 @@ def test_kill_9_mid_run_loses_nothing_and_sigterm_waits_for_the_run(site):
     wait_for("the restart", lambda: dispatcher_log(env).count("dispatcher started") == 2, env)
     killed = re.search(r"2 job\(s\) left running by the last one queued again, (\d+) process\(es\) of its runs killed",
                        dispatcher_log(env))
-    # the runner, ansible-playbook and its workers, and the modules they run on the local connection
-    assert killed and int(killed.group(1)) >= len(orphans), dispatcher_log(env)
+    # the runner, ansible-playbook and its workers, and the modules they run on the local connection: none of
+    # them outlives the restart (some may have ended by themselves meanwhile, so the count killed can be lower)
+    assert killed, dispatcher_log(env)
     assert not set(orphans) & set(leftovers(env["tmp"]))
     open_gate(env, "cluster_a")
     wait_for("the redo", lambda: all_in(env, first + [later], {"done"}), env, timeout=180)

@@ -326,7 +326,8 @@ def test_4000_segments_validate_render_and_parse_back_in_linear_time(state_dir):
         assert [dhcp.normalize_segment(s) for s in parsed] == normalized
         return time.perf_counter() - started
 
-    small, large = cost(400), cost(4000)
+    # the best of three of each: a loaded machine (two test workers, sanity and lint beside them) stalls single runs
+    small, large = min(cost(400) for _ in range(3)), min(cost(4000) for _ in range(3))
     assert large < 5.0, f"4000 segments took {large:.2f}s"
     # linear: 10x the segments, well under 30x the time (quadratic would be 100x)
     assert large < 30 * small, (small, large)
