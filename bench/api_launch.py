@@ -94,6 +94,9 @@ def main():
         ec2.terminate_instances(InstanceIds=ids)
         cloud.supervisor.ctl("start", "euca-api-dispatcher")
         ec2.get_waiter("instance_terminated").wait(InstanceIds=ids, WaiterConfig={"Delay": 2, "MaxAttempts": 450})
+        # terminated shows when the terminate run is done; the claim's reconcile run follows it
+        if not cloud.idle():
+            raise SystemExit("the dispatcher did not finish the claim of 100 + 100 within 600 s")
         with db.Ledger(cloud.vars["euca_ledger"]) as ledger, ledger.read() as txn:
             runs = jobs.runs(txn, since)
         print("runs for 100 + 100: %s" % runs, file=sys.stderr)

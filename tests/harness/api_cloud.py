@@ -76,15 +76,41 @@ class ApiCloud:
             self.images[row["name"]] = name
         return self
 
+    def idle(self, timeout=600):
+        """Wait until the dispatcher has no queued or running job; False when it still has after ``timeout``."""
+        import sqlite3
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            conn = sqlite3.connect(self.vars["euca_ledger"])
+            try:
+                busy = conn.execute("SELECT COUNT(*) FROM jobs WHERE state IN ('queued', 'running')").fetchone()[0]
+            except sqlite3.Error:
+                busy = 0  # no ledger (yet, or any more): nothing to wait for
+            finally:
+                conn.close()
+            if not busy:
+                return True
+            time.sleep(1)
+        return False
+
     def down(self):
+        """Tear down; ``self.outlived`` lists what had to be killed by pid afterwards (a test asserts it empty)."""
+        self.outlived = []
         try:
+            # a run the dispatcher is in would outlive its stop and race clean.yml
+            if os.path.exists(self.vars["euca_ledger"]) and not self.idle():
+                print("api cloud teardown: the dispatcher still had jobs after 600 s", file=sys.stderr)
             self.play("clean.yml", expect=None, test_image_dir=str(image_dir()), clean_keep_image=True)
         finally:
             self.supervisor.stop()
             for name in (self.cloud, self.outside):
                 _netns.Netns(name).delete()
             for pid in subprocess.run(["pgrep", "-f", str(self.work)], capture_output=True, text=True).stdout.split():
-                print("api cloud teardown: pid %s outlived it; killed" % pid, file=sys.stderr)
+                command = open("/proc/%s/cmdline" % pid, "rb").read().replace(b"\0", b" ").decode(errors="replace") \
+                    if os.path.exists("/proc/%s/cmdline" % pid) else "?"
+                self.outlived.append(command)
+                print("api cloud teardown: pid %s outlived it; killed: %s" % (pid, command[:200]), file=sys.stderr)
                 try:
                     os.kill(int(pid), signal.SIGKILL)
                 except ProcessLookupError:
