@@ -40,7 +40,7 @@ def call(context, name, **flat):
     ``IpPermissions_1_IpProtocol``); returns what boto3 would read from its XML answer."""
     params = query.Params(dict((k.replace("_", "."), str(v)) for k, v in flat.items()))
     # each request has its own id, as the server gives it
-    context = Context(context.ledger, context.account, context.admin, query.new_request_id())
+    context = Context(context.ledger, context.account, context.admin, query.new_request_id(), context.settings)
     body = ACTIONS[name](context, params)
     xml = query.render_response(name, context.request_id, body)
     op = _MODEL.operation_model(name)

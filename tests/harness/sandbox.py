@@ -38,7 +38,8 @@ def sandbox_vars(work, supervisor, cloud, outside, walrus_port):
     return dict(base, clc_api_listen="127.0.0.1:%d" % port,
                 clc_api_endpoint="http://127.0.0.1:%d/services/Eucalyptus/" % port,
                 clc_api_lib_dir=os.path.join(str(work), "api-lib"), clc_api_config=os.path.join(str(work), "api.json"),
-                clc_api_private_data_dir=os.path.join(str(work), "api-runner"), clc_api_dispatcher_extra_vars=base)
+                clc_api_private_data_dir=os.path.join(str(work), "api-runner"), clc_api_dispatcher_extra_vars=base,
+                clc_api_walrus_url=base["euca_walrus_url"])
 
 
 def _cloud_vars(work, supervisor, cloud, outside, walrus_port):

@@ -45,7 +45,7 @@ FAKE_PLAYBOOK = textwrap.dedent("""\
           site_var: "{{ site_var | default(None) }}"
           extra: "{{ dict(names | zip(query('ansible.builtin.vars', *names, default=UNSET))) }}"
         names: [instance_ids, euca_terminate_reason, volume, volume_id, instance, device, force, snapshot,
-                snapshot_id, cluster]
+                snapshot_id, cluster, console_store]
       tasks:
         - name: Record the start
           ansible.builtin.shell: "printf '%s\\\\n' {{ (asked | combine({'event': 'start'})) | to_json | quote }} >> {{ out_dir }}/runs.log"
@@ -385,6 +385,24 @@ def test_run_timeout_fails_the_jobs(site):
     assert job_rows(env, {job})[0]["message"] == "the run took longer than 2s and was stopped"
     stop(env, proc)
     no_leftovers(env)
+
+
+def test_console_jobs_run_once_merged_after_the_instance_jobs_without_a_reconcile(site):
+    env = site
+    a, b, c = env["instances"]
+    first = enqueue(env, "console", "cluster_a", [a])
+    reboot = enqueue(env, "reboot", "cluster_a", [b])
+    second = enqueue(env, "console", "cluster_a", [c, a])
+    proc = start(env)
+    wait_for("the claim", lambda: all_in(env, [first, reboot, second], {"done"}), env)
+    stop(env, proc)
+    ends = [(r["playbook"], r["extra"]["instance_ids"], r["extra"]["console_store"]) for r in records(env)
+            if r["event"] == "end" and r["host"] == "clc1"]
+    assert ends == [("reboot-instances.yml", [b], None), ("get-console-output.yml", [a, c], True)]
+    with db.Ledger(env["ledger"]) as ledger:
+        with ledger.read() as txn:
+            assert [(cluster, kinds, count) for _run, cluster, kinds, count in jobs.runs(txn)] == [
+                ("cluster_a", ["reboot", "console"], 3)]
 
 
 def test_a_bad_configuration_is_refused_at_start(site, tmp_path):

@@ -2,15 +2,23 @@
 # Copyright: euca.cloud contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """EC2 actions about the cloud itself and its images: DescribeRegions, DescribeAvailabilityZones
-(the clusters), DescribeAccountAttributes, DescribeImages, DescribeImageAttribute, DeregisterImage.
+(the clusters), DescribeAccountAttributes, DescribeImages, DescribeImageAttribute, RegisterImage,
+DeregisterImage.
 
 Images are the ledger's registrations (ledger/images.py): the admin account's are public (every
-account sees and launches them), another account's are its own.
+account sees and launches them), another account's are its own. RegisterImage records an object
+already in Walrus (stored by playbooks/register-image.yml or euca.cloud.walrus_image): the API reads
+its size and sha256 from Walrus's HTTP server (the configuration's ``walrus_url``) and registers it
+through the same ledger function as euca.cloud.image.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
+
+import http.client
+import socket
+from urllib.parse import quote, urlsplit
 
 from ansible_collections.euca.cloud.plugins.module_utils.api import query
 from ansible_collections.euca.cloud.plugins.module_utils.api.actions_tags import iso_time, owner_numbers, tag_sets
@@ -19,6 +27,7 @@ from ansible_collections.euca.cloud.plugins.module_utils.api.errors import ApiEr
 from ansible_collections.euca.cloud.plugins.module_utils.errors import EucaError
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import accounts, images
 from ansible_collections.euca.cloud.plugins.module_utils.model import names
+from ansible_collections.euca.cloud.plugins.module_utils.walrus import store
 
 IMAGE_TYPES = {"machine": "machine", "kernel": "kernel", "ramdisk": "ramdisk"}
 
@@ -194,3 +203,152 @@ def deregister_image(ctx, params):
         except EucaError as exc:
             raise from_euca(exc, not_found="InvalidAMIID.NotFound", conflict="InvalidAMIID.Unavailable")
     return {"return": True}
+
+
+# --- RegisterImage --------------------------------------------------------------------------------
+
+#: the Walrus bucket register-image.yml (euca.cloud.walrus_image's default) stores images in
+WALRUS_BUCKET = "images"
+#: seconds a Walrus request may take (the configuration's ``walrus_timeout``)
+WALRUS_TIMEOUT = 5.0
+#: the first bytes of a qcow2 file
+QCOW2_MAGIC = b"QFI\xfb"
+
+
+def _unavailable(walrus_url, exc):
+    return ApiError("Unavailable", "Walrus (%s) cannot be reached to read the image: %s" % (walrus_url, exc),
+                    status=503)
+
+
+def _walrus_get(url, timeout, method="GET", headers=None, limit=None):
+    """``(status, headers, body)`` of one request to Walrus (http.client: this runs on the clc host's
+    standard library, without Ansible); OSError (refused, timed out ...) and HTTPException raise."""
+    parts = urlsplit(url)
+    connection_class = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = connection_class(parts.hostname, parts.port, timeout=timeout)
+    try:
+        conn.request(method, parts.path or "/", headers=headers or {})
+        answer = conn.getresponse()
+        body = answer.read(limit) if method != "HEAD" else b""
+        return answer.status, answer.headers, body
+    finally:
+        conn.close()
+
+
+def walrus_object(walrus_url, key, timeout=WALRUS_TIMEOUT):
+    """What Walrus serves at ``key`` of the images bucket: ``{location, checksum, size_bytes, format}``.
+
+    The size is the object's (HEAD), the checksum its ``<key>.sha256`` sidecar's (walrus/store.py),
+    which must describe an object of that size; the format is qcow2 when the bytes start so, else raw.
+    ApiError ``InvalidManifest`` when there is no such object (or no current sidecar), ``Unavailable``
+    (503) when Walrus does not answer.
+    """
+    location = "%s/%s/%s" % (walrus_url.rstrip("/"), WALRUS_BUCKET, key)
+    url = "%s/%s/%s" % (walrus_url.rstrip("/"), WALRUS_BUCKET, quote(key))
+    try:
+        status, headers, _body = _walrus_get(url, timeout, method="HEAD")
+        if status == 404:
+            raise ApiError("InvalidManifest", "ImageLocation %s: Walrus holds no object %s/%s; store it first "
+                                              "(playbooks/register-image.yml)" % (key, WALRUS_BUCKET, key))
+        if status != 200:
+            raise _unavailable(walrus_url, "HEAD %s answered %d" % (location, status))
+        try:
+            size = int(headers.get("Content-Length"))
+        except (TypeError, ValueError):
+            raise _unavailable(walrus_url, "HEAD %s gave no Content-Length" % location)
+        status, _headers, sidecar = _walrus_get(url + ".sha256", timeout, limit=4096)
+        if status == 404:
+            raise ApiError("InvalidManifest", "ImageLocation %s: Walrus has no checksum (%s.sha256) for the object; "
+                                              "store it with euca.cloud.walrus_image" % (key, key))
+        if status != 200:
+            raise _unavailable(walrus_url, "GET %s.sha256 answered %d" % (location, status))
+        fields = sidecar.decode("ascii", "replace").split()
+        if len(fields) < 2 or not fields[1].isdigit() or not fields[0].startswith("sha256:"):
+            raise ApiError("InvalidManifest", "ImageLocation %s: its checksum file %s.sha256 is not Walrus's" % (key, key))
+        if int(fields[1]) != size:
+            raise ApiError("InvalidManifest", "ImageLocation %s: its checksum file is of %s bytes but the object has "
+                                              "%d: store it again with euca.cloud.walrus_image" % (key, fields[1], size))
+        status, _headers, head = _walrus_get(url, timeout, headers={"Range": "bytes=0-3"}, limit=4)
+        if status not in (200, 206):
+            raise _unavailable(walrus_url, "GET %s answered %d" % (location, status))
+    except (http.client.HTTPException, socket.timeout, OSError, ValueError) as exc:
+        raise _unavailable(walrus_url, exc)
+    return {"location": location, "checksum": fields[0], "size_bytes": size,
+            "format": "qcow2" if head[:4] == QCOW2_MAGIC else "raw"}
+
+
+def _image_key(ctx, location):
+    """The Walrus key ImageLocation names: a key of the images bucket (``debian-12/disk.raw``), also given as
+    ``images/<key>`` or as the object's URL under ``walrus_url``."""
+    walrus_url = (ctx.settings.get("walrus_url") or "").rstrip("/")
+    key = location.strip()
+    for prefix in ([walrus_url + "/" + WALRUS_BUCKET + "/"] if walrus_url else []) + [WALRUS_BUCKET + "/"]:
+        if key.startswith(prefix):
+            key = key[len(prefix):]
+            break
+    try:
+        store.check_location(WALRUS_BUCKET, key)
+    except EucaError as exc:
+        raise invalid("ImageLocation %r: %s" % (location, exc.msg))
+    return key
+
+
+def _boot_image(txn, ctx, image_id, kind):
+    """The id of the kernel (or ramdisk) ``image_id`` this account may use, else EC2's refusal."""
+    row = _own_image(txn, ctx, image_id)
+    if row["kind"] != kind:
+        raise invalid("%s is a %s image, not a %s" % (image_id, row["kind"], kind))
+    return row["id"]
+
+
+def _duplicate(txn, ctx, name):
+    found = txn.row("SELECT id, account FROM images WHERE name = ?", name)
+    if found is None:
+        return None
+    if accounts.sees(txn, ctx.account, found["account"]):
+        return ApiError("InvalidAMIName.Duplicate", "AMI name %s is already in use by AMI %s" % (name, found["id"]))
+    return ApiError("InvalidAMIName.Duplicate", "AMI name %s is already in use (image names are unique across this "
+                                                "cloud); choose another" % name)
+
+
+@action("RegisterImage")
+def register_image(ctx, params):
+    name = params.get("Name", required=True)
+    location = params.get("ImageLocation")
+    if not location:
+        raise ApiError("MissingParameter", "The request must contain the parameter ImageLocation (the Walrus key of "
+                                           "the stored image, e.g. debian-12/disk.raw); this cloud has no EBS images")
+    architecture = params.get("Architecture", "x86_64")
+    if architecture != "x86_64":
+        raise invalid("Architecture %s is not supported: this cloud runs x86_64 images only" % architecture)
+    # accepted as EC2 has them, not kept: the ledger records what the bytes are
+    params.get("Description")
+    params.get("RootDeviceName")
+    kernel_id, ramdisk_id = params.get("KernelId"), params.get("RamdiskId")
+    try:
+        names.check_name("image", name)
+    except EucaError as exc:
+        raise invalid(exc.msg)
+    key = _image_key(ctx, location)
+    with ctx.read() as txn:
+        refusal = _duplicate(txn, ctx, name)
+        if refusal is not None:
+            raise refusal
+        kernel = _boot_image(txn, ctx, kernel_id, "kernel") if kernel_id else None
+        ramdisk = _boot_image(txn, ctx, ramdisk_id, "ramdisk") if ramdisk_id else None
+    walrus_url = ctx.settings.get("walrus_url")
+    if not walrus_url:
+        raise ApiError("Unavailable", "this EC2 API knows no Walrus (its configuration has no walrus_url)", status=503)
+    stored = walrus_object(walrus_url, key, float(ctx.settings.get("walrus_timeout", WALRUS_TIMEOUT)))
+    with ctx.write() as txn:
+        refusal = _duplicate(txn, ctx, name)  # registered meanwhile
+        if refusal is not None:
+            raise refusal
+        try:
+            made = images.ensure_image(txn, name, kind="machine", checksum=stored["checksum"],
+                                       size_bytes=stored["size_bytes"], image_format=stored["format"],
+                                       kernel=kernel, ramdisk=ramdisk, location=stored["location"],
+                                       account=ctx.account)
+        except EucaError as exc:
+            raise from_euca(exc, not_found="InvalidAMIID.NotFound", conflict="InvalidAMIName.Duplicate")
+    return {"imageId": made["image"]["id"]}

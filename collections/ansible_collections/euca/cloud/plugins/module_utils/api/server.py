@@ -10,7 +10,9 @@ XML. Every answer is logged as one line (action, account, status, milliseconds).
 
 Configuration: the JSON file named by ``EUCA_API_CONFIG`` (default /etc/euca/api.json) with
 ``ledger`` (SQLite path or PostgreSQL URL), ``region``, ``endpoint``, ``max_body_bytes``,
-``clock_skew`` (seconds) and ``admin_access`` (whether the admin account's keys may call the API).
+``clock_skew`` (seconds), ``admin_access`` (whether the admin account's keys may call the API),
+``walrus_url`` (the URL Walrus serves its store under, as the walrus host's ``euca_walrus_url``:
+RegisterImage reads the stored object's size and checksum there) and ``walrus_timeout`` (seconds).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -38,9 +40,10 @@ from ansible_collections.euca.cloud.plugins.module_utils.api import actions_addr
 from ansible_collections.euca.cloud.plugins.module_utils.api import actions_volumes  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.euca.cloud.plugins.module_utils.api import actions_keys  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.euca.cloud.plugins.module_utils.api import actions_tags  # noqa: F401 pylint: disable=unused-import
+from ansible_collections.euca.cloud.plugins.module_utils.api import actions_console  # noqa: F401 pylint: disable=unused-import
 
 DEFAULTS = {"region": "euca", "endpoint": "", "max_body_bytes": 1 << 20, "clock_skew": 900, "admin_access": True,
-            "ledger_timeout": 30.0}
+            "ledger_timeout": 30.0, "walrus_url": "", "walrus_timeout": 5.0}
 XML = "text/xml;charset=UTF-8"
 
 

@@ -33,8 +33,15 @@ from ansible_collections.euca.cloud.plugins.module_utils.ledger.schema import no
 #: Job kinds, in the order ``plan`` runs them: host teardown first (terminate, stop, detach frees a
 #: volume for delete-volume), then creation, then what uses the created (attach, start, reboot), and
 #: ``converge`` (playbooks/reconcile.yml) last, since it also converges what the others changed.
+#: ``console`` (reading instances' consoles into the ledger) changes no host: it runs after the
+#: instance jobs of its claim (a start or reboot first, then the console of what they did) and
+#: never brings a reconcile with it.
 KINDS = ("terminate", "stop", "detach", "delete-volume", "create-volume", "snapshot", "delete-snapshot",
-         "attach", "start", "reboot", "converge")
+         "attach", "start", "reboot", "console", "converge")
+
+#: Kinds that change nothing an EC2 client sees as a resource's state: ``active`` and ``failed``
+#: leave them out (a console capture in progress is no transitional state of its instance).
+READ_KINDS = ("console",)
 
 #: Kinds whose resources are instance ids; one run of their playbook takes all of them.
 INSTANCE_KINDS = ("terminate", "stop", "start", "reboot")
@@ -50,6 +57,7 @@ PLAYBOOKS = {
     "delete-volume": "delete-volume.yml",
     "snapshot": "create-snapshot.yml",
     "delete-snapshot": "delete-snapshot.yml",
+    "console": "get-console-output.yml",
     "converge": "reconcile.yml",
 }
 
@@ -97,6 +105,13 @@ def enqueue(txn, kind, cluster, resources, account, params=None):
         kind, cluster, account, json.dumps(resources), json.dumps(params, sort_keys=True), now(),
     )
     return int(found[0]["id"])
+
+
+def queued_for(txn, kind, resource_id):
+    """The id of a queued job of ``kind`` naming ``resource_id``, or None (so a request coalesces with it)."""
+    found = txn.row("SELECT MIN(id) AS id FROM jobs WHERE state = 'queued' AND kind = ? AND resources LIKE ? ESCAPE '\\'",
+                    kind, _like(resource_id))
+    return int(found["id"]) if found is not None and found["id"] is not None else None
 
 
 def claimable(txn):
@@ -169,6 +184,8 @@ def active(txn, resource_ids=None):
     wanted = None if resource_ids is None else set(resource_ids)
     out = {}
     for row in txn.rows("SELECT kind, resources FROM jobs WHERE state IN ('queued', 'running') ORDER BY id"):
+        if row["kind"] in READ_KINDS:
+            continue
         for rid in json.loads(row["resources"]):
             if wanted is None or rid in wanted:
                 out[rid] = row["kind"]
@@ -192,8 +209,9 @@ def failed(txn, resource_ids):
         chunk = wanted[start:start + 50]
         where = " OR ".join(["resources LIKE ? ESCAPE '\\'"] * len(chunk))
         rows = txn.rows(
-            "SELECT id, resources, state, message FROM jobs WHERE state IN ('done', 'failed') AND (%s)" % where,
-            *[_like(r) for r in chunk]
+            "SELECT id, resources, state, message FROM jobs WHERE state IN ('done', 'failed') AND kind NOT IN (%s) "
+            "AND (%s)" % (", ".join("?" * len(READ_KINDS)), where),
+            *(list(READ_KINDS) + [_like(r) for r in chunk])
         )
         chunk_set = set(chunk)
         for row in rows:
@@ -248,8 +266,9 @@ def plan(jobs):
     ``KINDS``. Jobs of an instance kind merge into one run (``instance_ids`` the union); stop, start
     and reboot leave out instances terminated in the same claim (a run of only those rides with the
     terminate run, whose outcome is theirs). Jobs of a volume or snapshot kind make one run per
-    distinct request (their playbooks take one resource). All ``converge`` jobs make one
-    reconcile.yml run, last.
+    distinct request (their playbooks take one resource). All ``console`` jobs make one
+    get-console-output.yml run (``instance_ids`` the union, ``console_store`` on) after the instance
+    runs; all ``converge`` jobs make one reconcile.yml run, last (console jobs never bring one).
     """
     by_kind = dict((kind, []) for kind in KINDS)
     for job in sorted(jobs, key=lambda j: j["id"]):
@@ -265,6 +284,12 @@ def plan(jobs):
             continue
         if kind == "converge":
             out.append({"playbook": PLAYBOOKS[kind], "extra_vars": {}, "jobs": [j["id"] for j in batch]})
+        elif kind == "console":
+            ids = []
+            for job in batch:
+                ids.extend(r for r in job["resources"] if r not in ids)
+            out.append({"playbook": PLAYBOOKS[kind], "extra_vars": {"instance_ids": ids, "console_store": True},
+                        "jobs": [j["id"] for j in batch]})
         elif kind in INSTANCE_KINDS:
             ids = []
             for job in batch:

@@ -398,6 +398,23 @@ MIGRATIONS = [
             "CREATE INDEX jobs_state ON jobs (state, cluster, id)",
         ],
     ),
+    (
+        5,
+        "console output: the latest captured console of each instance",
+        [
+            # EC2 GetConsoleOutput answers at once with what was last read from the instance's node
+            # (ledger/console.py): the dispatcher's console job reads the NC and writes it here. One row per
+            # instance, the newest capture; no reference to instances, so that history (a terminated
+            # instance's row) goes without it and its capture goes with the instance (console.forget).
+            """CREATE TABLE console_output (
+                instance_id TEXT PRIMARY KEY,
+                account TEXT NOT NULL,
+                output TEXT NOT NULL,
+                written_at TEXT,
+                captured_at TEXT NOT NULL)""",
+            "CREATE INDEX console_output_account ON console_output (account)",
+        ],
+    ),
 ]
 
 LATEST = MIGRATIONS[-1][0]
