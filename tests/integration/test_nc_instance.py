@@ -214,3 +214,83 @@ def test_lifecycle_of_a_real_guest(node, tmp_path):
     assert not os.path.exists(os.path.join(node["instances_dir"], NAME))
     assert cache.holders(IMAGES["image"]) == [] and os.path.exists(cache.path(IMAGES["image"]))
     assert not ok(instance(node, state="absent"))["changed"]
+
+
+BATCH = ["i-0b000001", "i-0b000002", "i-0b000003"]
+BAD = "i-0b0000ff"        # its image is not in the cache: fails when converged
+INVALID = "i-0b0000fe"    # not a number of MiB: refused by validation
+
+
+def batch_item(name, index, **extra):
+    return dict(name=name, hostname=name, nics=[{"bridge": "eubr-100", "mac": "d0:0d:0b:00:00:%02x" % (index + 1)}],
+                **extra)
+
+
+def batch(node, items, check=False, diff=False, **options):
+    """nc_instance's batch form: the module's options are the items' defaults."""
+    args = dict(instances=items, uri=node["uri"], namespace=node["ns"].name, cache_dir=node["cache_dir"],
+                instances_dir=node["instances_dir"], image=IMAGES["image"], kernel=IMAGES["kernel"],
+                ramdisk=IMAGES["ramdisk"], memory_mb=128, shutdown_timeout=0, parallel=4)
+    args.update(options)
+    return run_module("euca.cloud.nc_instance", args, check=check, diff=diff)
+
+
+def test_batch_starts_many_instances_in_one_call_and_a_bad_one_fails_alone(node):
+    items = [batch_item(name, index) for index, name in enumerate(BATCH)]
+    bad = batch_item(BAD, 9, image="emi-0badbad0")
+    invalid = batch_item(INVALID, 10, memory_mb="lots")
+    mine = set(BATCH + [BAD, INVALID])
+    try:
+        # check mode plans every instance and defines nothing; the diff has one part per instance
+        dry = batch(node, items, check=True, diff=True)
+        plan = ok(dry)
+        assert plan["changed"] and [r["name"] for r in plan["results"]] == BATCH
+        assert all(r["actions"] == ["define", "create overlay", "write seed", "start"] and not r["failed"]
+                   for r in plan["results"])
+        assert [part["before_header"] for part in plan["diff"]] == ["%s (before)" % n for n in BATCH]
+        assert plan["diff"][0]["after"]["name"] == BATCH[0]
+        assert not set(domains(node)) & mine and not os.path.exists(node["instances_dir"] + "/" + BATCH[0])
+
+        # one call starts them all; the bad and the invalid item fail alone, in their place in the results
+        run = batch(node, items[:1] + [bad] + items[1:] + [invalid], diff=True)
+        assert run.failed and run.result["msg"].startswith("2 of 5 instances failed"), run.result.get("msg")
+        results = run.result["results"]
+        assert [r["name"] for r in results] == [BATCH[0], BAD, BATCH[1], BATCH[2], INVALID]
+        failed = dict((r["name"], r["msg"]) for r in results if r["failed"])
+        assert set(failed) == {BAD, INVALID}, failed
+        assert "emi-0badbad0 is not in the node's image cache" in failed[BAD]
+        assert "memory_mb" in failed[INVALID]
+        for result in results:
+            assert result["item"]["name"] == result["name"]  # what the playbooks read, as from a loop
+            if result["name"] in BATCH:
+                assert result["changed"] and result["instance"]["state"] == "running", result
+                assert result["actions"] == ["define", "create overlay", "write seed", "start"]
+                assert result["previous_state"] == "absent"
+        assert dict((n, a) for n, a in domains(node).items() if n in mine) == dict((n, 1) for n in BATCH)
+        assert not os.path.exists(os.path.join(node["instances_dir"], BAD))
+        # each guest boots from its own overlay and seed
+        for name in BATCH:
+            path = os.path.join(node["instances_dir"], name, "console.log")
+            deadline = time.monotonic() + 120
+            while "EUCA-BOOT" not in (open(path, errors="replace").read() if os.path.exists(path) else ""):
+                assert time.monotonic() < deadline, "%s did not boot" % name
+                time.sleep(0.5)
+
+        # a second call changes nothing
+        again = ok(batch(node, items))
+        assert not again["changed"] and all(not r["changed"] and r["actions"] == [] for r in again["results"])
+
+        # one item stopped, the others kept; an instance named twice runs once
+        mixed = ok(batch(node, [dict(items[0], state="stopped")] + items[1:]))
+        assert [r["changed"] for r in mixed["results"]] == [True, False, False]
+        assert mixed["results"][0]["actions"] == ["stop"]
+        assert dict((n, a) for n, a in domains(node).items() if n in mine) == {BATCH[0]: 0, BATCH[1]: 1, BATCH[2]: 1}
+        twice = batch(node, [items[1], items[1]])
+        assert twice.failed and [r["failed"] for r in twice.result["results"]] == [False, True]
+        assert "more than once" in twice.result["results"][1]["msg"]
+    finally:
+        gone = batch(node, [{"name": name} for name in BATCH + [BAD]], state="absent")
+    assert not gone.failed, gone.result.get("msg")
+    assert not set(domains(node)) & mine
+    assert not any(os.path.exists(os.path.join(node["instances_dir"], name)) for name in mine)
+    assert ImageCache(node["cache_dir"]).holders(IMAGES["image"]) == []

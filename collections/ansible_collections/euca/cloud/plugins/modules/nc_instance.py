@@ -28,6 +28,9 @@ description:
     the CC; a bridge that was deleted and rebuilt gets the running instance's taps back (action C(ports)).
   - Everything is validated first (id, sizes, MACs, that the images are cached and the bridges exist); bad input
     defines and writes nothing.
+  - Many instances in one run with O(instances) (what C(playbooks/nodes.yml) does for a node's whole slice); each
+    item is converged exactly as a single instance would be, up to O(parallel) at a time, and one item's failure
+    never stops the others. The result is then RV(results), one per item.
   - For reboot and console output see M(euca.cloud.nc_instance_action).
 author:
   - euca.cloud maintainers (@euca-cloud)
@@ -37,6 +40,32 @@ extends_documentation_fragment:
   - euca.cloud.libvirt.instances
   - ansible.builtin.action_common_attributes
 options:
+  name:
+    description:
+      - The instance id (V(i-) and 8 hex digits), also the libvirt domain's name.
+      - Required unless O(instances) is given; mutually exclusive with it.
+    type: str
+    required: false
+  instances:
+    description:
+      - Converge many instances of this node in one run instead of the one O(name) says. Each item is a dict of
+        this module's per-instance options (O(name), which it must have, O(state), O(image), O(kernel), O(nics),
+        O(user_data) and the others, except O(uri), O(namespace), O(cache_dir), O(instances_dir), O(instances)
+        and O(parallel)); a key it does not have, or has as null, is the module's own option (so the module's
+        options are the items' defaults). An item with O(root_volume) does not inherit O(image), and the other way
+        round.
+      - Each item is validated and converged on its own; an item that is invalid or fails is reported failed in
+        RV(results) and the others still converge. The task fails when one item did.
+      - With C(--diff) the diff has one part per changed instance.
+    type: list
+    elements: raw
+  parallel:
+    description:
+      - With O(instances), how many instances converge at once (each worker has its own libvirt connection).
+        Creating disks and seeds and starting QEMU mostly wait on programs and libvirtd, so this may exceed
+        the node's cores.
+    type: int
+    default: 8
   state:
     description:
       - V(running) defines the domain when needed and starts it; V(stopped) defines it and shuts it down;
@@ -169,12 +198,32 @@ EXAMPLES = r"""
   euca.cloud.nc_instance:
     name: i-0a1b2c3d
     state: absent
+
+- name: Run a node's whole slice at once, four at a time; one bad item fails alone
+  euca.cloud.nc_instance:
+    instances:
+      - name: i-0a1b2c3d
+        image: emi-1234abcd
+        nics: [{bridge: eubr-100, mac: "d0:0d:0a:80:00:02"}]
+      - name: i-0a1b2c3e
+        image: emi-1234abcd
+        state: stopped
+        nics: [{bridge: eubr-100, mac: "d0:0d:0a:80:00:03"}]
+    kernel: eki-1234abcd   # the items' default
+    memory_mb: 128
+    parallel: 4
+  register: launch
+  ignore_errors: true
+
+- name: Show the instances that did not start
+  ansible.builtin.debug:
+    msg: "{{ launch.results | selectattr('failed') | map(attribute='msg') | list }}"
 """
 
 RETURN = r"""
 instance:
   description: The instance after the run (as it would be, in check mode).
-  returned: always
+  returned: without O(instances)
   type: dict
   contains:
     name:
@@ -211,67 +260,170 @@ instance:
            interfaces: [{bridge: eubr-100, mac: "d0:0d:0a:80:00:02", port: ei0a1b2c3dn0}]}
 actions:
   description: What was done (would be done, in check mode), in order.
-  returned: always
+  returned: without O(instances)
   type: list
   elements: str
   sample: [define, create overlay, write seed, start]
 restart_required:
   description: The running instance's definition changed; the change applies at its next start.
-  returned: always
+  returned: without O(instances)
   type: bool
 previous_state:
   description:
     - What libvirt reported before this run, V(running), V(stopping), V(stopped) or V(absent) (no domain). A
       V(running) instance found V(absent) was gone from the node and has been created again from its spec.
     - Only in results of runs that reached libvirt (not when the input was refused).
-  returned: success
+  returned: success, without O(instances)
   type: str
   sample: absent
+results:
+  description:
+    - With O(instances), one result per item, in their order. A successful item has the keys a single
+      instance's run returns (RV(instance), RV(actions), RV(restart_required), RV(previous_state), C(changed));
+      a failed one has C(msg) and what the failure reports.
+  returned: with O(instances)
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: The item's instance id (null when it had none).
+      type: str
+    item:
+      description: The item as given (as a loop's C(item), so a playbook reads C(item.name) and C(item.state)).
+      type: dict
+    failed:
+      description: Whether this instance failed (the others are unaffected).
+      type: bool
+    changed:
+      description: Whether this instance changed.
+      type: bool
+    msg:
+      description: Why it failed, or (when it did not) the actions done, as one line.
+      type: str
+  sample:
+    - {name: i-0a1b2c3d, failed: false, changed: true, msg: "instance i-0a1b2c3d: define, create overlay, write seed, start",
+       actions: [define, create overlay, write seed, start], restart_required: false, previous_state: absent,
+       item: {name: i-0a1b2c3d, image: emi-1234abcd}, instance: {name: i-0a1b2c3d, state: running}}
+    - {name: i-0a1b2c3e, failed: true, changed: false, msg: "image emi-0badbad0 is not in the node's image cache ...",
+       item: {name: i-0a1b2c3e, image: emi-0badbad0}}
+msg:
+  description: With O(instances), when items failed, how many and why.
+  returned: failure
+  type: str
 """
 
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
 from ansible_collections.euca.cloud.plugins.module_utils.compute import instances
+from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidInput
+
+
+#: the options of one instance: the module's own, and the keys of an O(instances) item
+INSTANCE_SPEC = dict(
+    name=dict(type="str"),
+    state=dict(type="str", default="running", choices=list(instances.STATES)),
+    image=dict(type="str"),
+    root_volume=dict(type="str"),
+    root_source=dict(type="dict"),
+    kernel=dict(type="str"),
+    ramdisk=dict(type="str"),
+    kernel_args=dict(type="str", default=instances.DEFAULT_KERNEL_ARGS),
+    vcpus=dict(type="int", default=1),
+    memory_mb=dict(type="int", default=256),
+    root_size_gb=dict(type="int"),
+    nics=dict(type="list", elements="dict", default=[], options=dict(
+        bridge=dict(type="str", required=True),
+        mac=dict(type="str", required=True),
+    )),
+    hostname=dict(type="str"),
+    user_data=dict(type="str"),
+    public_keys=dict(type="list", elements="str", no_log=False),
+    seed=dict(type="bool", default=True),
+    virt_type=dict(type="str", default="auto", choices=["auto", "kvm", "qemu"]),
+    os_profile=dict(type="str", default="linux", choices=["linux", "windows"]),
+    wait=dict(type="bool", default=True),
+    timeout=dict(type="int", default=120),
+    shutdown_timeout=dict(type="int", default=60),
+)
+#: the node's options, the same for every instance of a batch
+NODE_SPEC = dict(
+    uri=dict(type="str", default="qemu:///system"),
+    namespace=dict(type="str"),
+    instances_dir=dict(type="path", default="/var/lib/euca/instances"),
+    cache_dir=dict(type="path", default="/var/lib/euca/image-cache"),
+)
+INSTANCE_KWARGS = dict(required_together=[["root_volume", "root_source"]],
+                       mutually_exclusive=[["image", "root_volume"]])
+#: an item's own root overrides the module's: it does not inherit the other kind
+EXCLUSIVE_ROOTS = {"image": "root_volume", "root_volume": "image", "root_source": "image"}
+
+
+def item_params(item, defaults):
+    """The options of one O(instances) item: its own keys over the module's per-instance options, validated
+    like the module's own; InvalidInput (for this item only) when they are not valid."""
+    if not isinstance(item, dict):
+        return InvalidInput("an instances item must be a dict, not %r" % (item,))
+    own = dict((k, v) for k, v in item.items() if v is not None)
+    merged = dict((k, v) for k, v in defaults.items() if k in INSTANCE_SPEC and k != "name" and v is not None)
+    for key in own:
+        if key in EXCLUSIVE_ROOTS:
+            merged.pop(EXCLUSIVE_ROOTS[key], None)
+            if key == "image":
+                merged.pop("root_source", None)
+    merged.update(own)
+    spec = dict(INSTANCE_SPEC, name=dict(type="str", required=True))
+    checked = ArgumentSpecValidator(spec, **INSTANCE_KWARGS).validate(merged)
+    if checked.error_messages:
+        return InvalidInput("instance %s: %s" % (item.get("name"), "; ".join(checked.error_messages)))
+    return dict(checked.validated_parameters, **dict((k, defaults[k]) for k in NODE_SPEC))
 
 
 class NcInstanceModule(instances.LibvirtModule):
     argument_spec = dict(
-        name=dict(type="str", required=True),
-        state=dict(type="str", default="running", choices=list(instances.STATES)),
-        uri=dict(type="str", default="qemu:///system"),
-        namespace=dict(type="str"),
-        instances_dir=dict(type="path", default="/var/lib/euca/instances"),
-        cache_dir=dict(type="path", default="/var/lib/euca/image-cache"),
-        image=dict(type="str"),
-        root_volume=dict(type="str"),
-        root_source=dict(type="dict"),
-        kernel=dict(type="str"),
-        ramdisk=dict(type="str"),
-        kernel_args=dict(type="str", default=instances.DEFAULT_KERNEL_ARGS),
-        vcpus=dict(type="int", default=1),
-        memory_mb=dict(type="int", default=256),
-        root_size_gb=dict(type="int"),
-        nics=dict(type="list", elements="dict", default=[], options=dict(
-            bridge=dict(type="str", required=True),
-            mac=dict(type="str", required=True),
-        )),
-        hostname=dict(type="str"),
-        user_data=dict(type="str"),
-        public_keys=dict(type="list", elements="str", no_log=False),
-        seed=dict(type="bool", default=True),
-        virt_type=dict(type="str", default="auto", choices=["auto", "kvm", "qemu"]),
-        os_profile=dict(type="str", default="linux", choices=["linux", "windows"]),
-        wait=dict(type="bool", default=True),
-        timeout=dict(type="int", default=120),
-        shutdown_timeout=dict(type="int", default=60),
+        NODE_SPEC,
+        instances=dict(type="list", elements="raw"),
+        parallel=dict(type="int", default=instances.DEFAULT_PARALLEL),
+        **INSTANCE_SPEC
     )
-    module_kwargs = dict(required_together=[["root_volume", "root_source"]],
-                         mutually_exclusive=[["image", "root_volume"]])
+    module_kwargs = dict(required_together=INSTANCE_KWARGS["required_together"],
+                         mutually_exclusive=INSTANCE_KWARGS["mutually_exclusive"] + [["name", "instances"]],
+                         required_one_of=[["name", "instances"]])
 
     def prepare(self):
-        self.instance = instances.Instance(self.params)
-        self.instance.desired()  # all input errors before any connection
+        if self.params["parallel"] < 1:
+            raise InvalidInput("parallel must be at least 1, not %d" % self.params["parallel"])
+        if self.params["instances"] is None:
+            self.instance = instances.Instance(self.params)
+            self.instance.desired()  # all input errors before any connection
+
+    def run(self):
+        if self.params["instances"] is None:
+            return super(NcInstanceModule, self).run()
+        self.prepare()
+        return self.batch()
 
     def with_connection(self, conn):
         return self.instance.converge(conn, check_mode=self.check_mode)
+
+    def batch(self):
+        """The O(instances) form: each item converged as a single instance would be, up to O(parallel) at once."""
+        items = [((item or {}).get("name") if isinstance(item, dict) else None, item, item_params(item, self.params))
+                 for item in self.params["instances"]]
+        results = instances.converge_many(items, self.params["uri"], self.params["parallel"],
+                                          check_mode=self.check_mode)
+        diffs = []
+        for result in results:
+            diff = result.pop("diff", None)
+            if diff is not None and result["changed"]:
+                diffs.append(dict(diff, before_header="%s (before)" % result["name"],
+                                  after_header="%s (after)" % result["name"]))
+        failed = [r for r in results if r["failed"]]
+        outcome = {"changed": any(r["changed"] for r in results), "results": results, "diff": diffs}
+        if failed:
+            outcome["failed"] = True
+            outcome["msg"] = "%d of %d instances failed: %s" % (
+                len(failed), len(results), "; ".join("%s: %s" % (r["name"], r["msg"]) for r in failed)[:4000])
+        return outcome
 
 
 def main():

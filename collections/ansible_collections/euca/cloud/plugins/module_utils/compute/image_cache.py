@@ -33,6 +33,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 
 from ansible.module_utils.urls import open_url
@@ -109,7 +110,7 @@ def _locked(path):
 
 
 def _write_json(path, data):
-    partial = "%s.partial.%d" % (path, os.getpid())
+    partial = "%s.partial.%d.%d" % (path, os.getpid(), threading.get_ident())  # nc_instance's batch has threads
     with open(partial, "w") as handle:
         json.dump(data, handle, sort_keys=True)
         handle.flush()

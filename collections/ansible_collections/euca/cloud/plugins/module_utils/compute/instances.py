@@ -19,7 +19,10 @@ __metaclass__ = type
 import json
 import os
 import shutil
+import threading
 import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
 
 from ansible.module_utils.basic import missing_required_lib
 
@@ -388,6 +391,75 @@ class Instance:
             "console_log": spec.get("console_log"),
             "interfaces": spec.get("nics", []),
         }
+
+
+#: how many instances a node converges at once by default (module option ``parallel``)
+DEFAULT_PARALLEL = 8
+
+
+def _outcome(name, item, run):
+    """One batch item's result: ``run()``'s result, or its failure, with ``name``, ``item``, ``failed``, ``msg``."""
+    try:
+        result = run()
+    except EucaError as exc:
+        result = dict(exc.details, changed=False, failed=True, msg=exc.msg)
+    except Exception as exc:  # a bug in one item must not hide the others' results
+        result = {"changed": False, "failed": True, "exception": traceback.format_exc(),
+                  "msg": "euca.cloud internal error: %s: %s" % (type(exc).__name__, exc)}
+    else:
+        result = dict(result, failed=False)
+        result.setdefault("msg", "instance %s: %s" % (name, ", ".join(result.get("actions") or []) or "unchanged"))
+    result.update(name=name, item=item)
+    return result
+
+
+def converge_many(items, uri, parallel=DEFAULT_PARALLEL, check_mode=False):
+    """Converge many instances of this node at once (nc_instance's ``instances``); returns one result per item,
+    in order, each as ``Instance.converge`` returns it plus ``name``, ``item``, ``failed`` and ``msg``.
+
+    ``items`` are ``(name, item, params)``: the item as given, and the options of its instance (or the
+    InvalidInput that refused them). Up to ``parallel`` instances converge at a time, each worker thread with
+    its own libvirt connection (opened when it first needs one). One item's failure never stops another:
+    it is that item's result. What the items share is safe to share: each has its own directory, overlay,
+    seed and taps; image pins take the image's lock; libvirtd serialises what it must per domain.
+    Items that name the same instance are refused after the first, which runs.
+    """
+    local = threading.local()
+    opened, opened_lock = [], threading.Lock()
+
+    def connection():
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = connect(uri)
+            with opened_lock:
+                opened.append(conn)
+        return conn
+
+    def one(name, params):
+        if isinstance(params, EucaError):
+            raise params
+        instance = Instance(params)
+        instance.desired()  # input errors before any connection, as for a single instance
+        return instance.converge(connection(), check_mode=check_mode)
+
+    seen = set()
+    jobs = []
+    for name, item, params in items:
+        if name in seen and not isinstance(params, EucaError):
+            params = InvalidInput("instance %s is given more than once in instances" % name)
+        seen.add(name)
+        jobs.append((name, item, params))
+    workers = max(1, min(int(parallel), len(jobs)))
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(_outcome, name, item, lambda n=name, p=params: one(n, p)) for name, item, params in jobs]
+            return [future.result() for future in futures]
+    finally:
+        for conn in opened:
+            try:
+                conn.close()
+            except libvirt.libvirtError:
+                pass
 
 
 def console_tail(path, max_bytes=16384, lines=None):
