@@ -293,3 +293,17 @@ def test_awscli_speaks_to_the_api(api, tmp_path):
         assert txn.row("SELECT user_data FROM instances WHERE id = ?", instance)["user_data"] == user_data.read_text()
     zones = cli("describe-availability-zones")["AvailabilityZones"]
     assert [z["ZoneName"] for z in zones] == ["cluster_a", "cluster_b"]
+
+
+def test_sts_get_caller_identity_names_the_keys_account(api):
+    """amazon.aws's modules ask STS who they are; the endpoint answers for an sts-scoped signature."""
+    with api["ledger"].read() as txn:
+        number = txn.row("SELECT number FROM accounts WHERE name = 'a'")["number"]
+    sts = client(api["server"].endpoint, api["a"], service="sts")
+    got = sts.get_caller_identity()
+    assert (got["Account"], got["Arn"], got["UserId"]) == (number, "arn:aws:iam::%s:root" % number, number)
+    wrong = client(api["server"].endpoint, (api["a"][0], "x" * 40), service="sts")
+    assert code_of(wrong.get_caller_identity) == ("AuthFailure", 401)
+    # a signature scoped to a service this endpoint is not refuses before any action
+    iam = client(api["server"].endpoint, api["a"], service="iam")
+    assert code_of(iam.get_user)[0] == "IncompleteSignature"

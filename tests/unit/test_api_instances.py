@@ -5,7 +5,7 @@ import base64
 
 import pytest
 
-from ansible_collections.euca.cloud.plugins.module_utils.api import actions_images, actions_instances  # noqa: F401
+from ansible_collections.euca.cloud.plugins.module_utils.api import actions_images, actions_instances, actions_vpc  # noqa: F401
 from ansible_collections.euca.cloud.plugins.module_utils.api.base import group_id
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import groups, instances, keypairs
 from harness.ec2_calls import call, ctx, finish_all, make_ledger, queued, refused
@@ -165,4 +165,5 @@ def test_images_regions_zones_and_account_attributes(ledger):
     assert [(z["ZoneName"], z["State"]) for z in zones] == [("cluster_a", "available"), ("cluster_b", "available")]
     attrs = dict((x["AttributeName"], [v["AttributeValue"] for v in x["AttributeValues"]])
                  for x in call(a, "DescribeAccountAttributes")["AccountAttributes"])
-    assert attrs["supported-platforms"] == ["EC2"] and attrs["max-elastic-ips"] == ["2"]
+    assert attrs["supported-platforms"] == ["EC2", "VPC"] and attrs["max-elastic-ips"] == ["2"]
+    assert attrs["default-vpc"] == [actions_vpc.vpc_id("a")]

@@ -18,7 +18,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible_collections.euca.cloud.plugins.module_utils.api import query
+from ansible_collections.euca.cloud.plugins.module_utils.api import actions_vpc, query
 from ansible_collections.euca.cloud.plugins.module_utils.api.actions_tags import (apply_tag_specifications,
                                                                                   check_tag_specifications,
                                                                                   delete_tags_of, ledger_refusal,
@@ -199,7 +199,8 @@ def create_security_group(ctx, params):
     if len(description) > DESCRIPTION_MAX:
         raise invalid("The group description exceeds %d characters" % DESCRIPTION_MAX)
     if params.get("VpcId"):
-        raise invalid("This cloud is EC2-Classic: security groups have no VPC")
+        # the account's default VPC is the only one (api/actions_vpc.py): naming it is naming no VPC
+        actions_vpc.check_vpc(ctx, params.get("VpcId"))
     try:
         accounts.check_group_name(name)
         key = accounts.group_key(ctx.account, name)
@@ -309,7 +310,11 @@ DESCRIBE_FILTERS = {
     "group-id": lambda g: g["groupId"],
     "group-name": lambda g: g["groupName"],
     "owner-id": lambda g: g["ownerId"],
+    "vpc-id": lambda g: g["vpcId"],
 }
+#: the one egress rule of every group: all traffic out
+EGRESS_ALL = {"ipProtocol": "-1", "groups": [], "ipRanges": [{"cidrIp": "0.0.0.0/0"}], "ipv6Ranges": [],
+              "prefixListIds": []}
 for _name in ("cidr", "from-port", "to-port", "protocol", "group-id", "group-name"):
     DESCRIBE_FILTERS["ip-permission." + _name] = _rule_field(_name)
 
@@ -353,7 +358,9 @@ def describe_security_groups(ctx, params):
             "groupId": gid,
             "groupDescription": row["description"],
             "ipPermissions": _ip_permissions(ctx, rules.get(row["name"], []), numbers, owners),
-            "ipPermissionsEgress": [],
+            # groups filter what comes in; what goes out is never filtered (EC2's default egress rule)
+            "ipPermissionsEgress": [dict(EGRESS_ALL)],
+            "vpcId": actions_vpc.vpc_id(row["account"]),
             "tagSet": tags[gid],
         })
     return {"securityGroupInfo": query.apply_filters(items, filters, DESCRIBE_FILTERS)}

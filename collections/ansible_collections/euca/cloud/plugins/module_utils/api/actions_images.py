@@ -20,7 +20,7 @@ import http.client
 import socket
 from urllib.parse import quote, urlsplit
 
-from ansible_collections.euca.cloud.plugins.module_utils.api import query
+from ansible_collections.euca.cloud.plugins.module_utils.api import actions_vpc, query
 from ansible_collections.euca.cloud.plugins.module_utils.api.actions_tags import iso_time, owner_numbers, tag_sets
 from ansible_collections.euca.cloud.plugins.module_utils.api.base import action
 from ansible_collections.euca.cloud.plugins.module_utils.api.errors import ApiError, from_euca, invalid
@@ -69,13 +69,14 @@ def describe_availability_zones(ctx, params):
 
 @action("DescribeAccountAttributes")
 def describe_account_attributes(ctx, params):
-    """EC2-Classic: the platform is EC2, there is no default VPC; the limits are the account's quotas."""
+    """The platforms: EC2-Classic's launches by group name, and the default VPC's view of the same network
+    (api/actions_vpc.py), whose id is the account's default-vpc; the limits are the account's quotas."""
     with ctx.read() as txn:
         row = accounts.get_account(txn, ctx.account)
     limit = row["max_instances"]
     attrs = [
-        ("supported-platforms", ["EC2"]),
-        ("default-vpc", ["none"]),
+        ("supported-platforms", ["EC2", "VPC"]),
+        ("default-vpc", [actions_vpc.vpc_id(ctx.account)]),
         ("max-instances", [str(limit) if limit is not None else "unlimited"]),
         ("max-elastic-ips", [str(row["max_addresses"]) if row["max_addresses"] is not None else "unlimited"]),
     ]

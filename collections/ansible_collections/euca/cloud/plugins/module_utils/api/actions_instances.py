@@ -1,14 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright: euca.cloud contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""EC2 instance actions: RunInstances, DescribeInstances, DescribeInstanceStatus, Terminate-, Stop-,
-Start- and RebootInstances.
+"""EC2 instance actions: RunInstances, DescribeInstances, DescribeInstanceStatus,
+DescribeInstanceAttribute, Terminate-, Stop-, Start- and RebootInstances.
 
 Each is the ledger operation the playbooks run (ledger/instances.py), in one transaction, plus a job
 for the dispatcher (ledger/jobs.py) that converges the instance's cluster. The answer comes at once,
 in EC2's words: a launch is ``pending`` until the dispatcher's run records it ``running``; a
 terminate, stop or start is ``shutting-down``, ``stopping`` or ``pending`` while its job is queued
 or running (the playbook does the host first and the ledger last, as an operator's run would).
+Every instance is also shown in its account's default VPC (api/actions_vpc.py): the default subnet
+of its zone and one network interface.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -19,7 +21,7 @@ import base64
 import binascii
 import datetime
 
-from ansible_collections.euca.cloud.plugins.module_utils.api import actions_tags, query
+from ansible_collections.euca.cloud.plugins.module_utils.api import actions_tags, actions_vpc, query
 from ansible_collections.euca.cloud.plugins.module_utils.api.base import action, group_id
 from ansible_collections.euca.cloud.plugins.module_utils.api.errors import ApiError, from_euca, invalid
 from ansible_collections.euca.cloud.plugins.module_utils.errors import EucaError, NotFound
@@ -30,10 +32,14 @@ from ansible_collections.euca.cloud.plugins.module_utils.model import names
 STATE_CODES = {"pending": 0, "running": 16, "shutting-down": 32, "terminated": 48, "stopping": 64, "stopped": 80}
 #: the state an instance shows while a job of this kind is queued or running for it
 TRANSITIONAL = {"terminate": "shutting-down", "stop": "stopping", "start": "pending"}
+#: an attached volume's status (blockDeviceMapping) while a job of this kind is queued or running for it
+ATTACHMENT_STATES = {"attach": "attaching", "detach": "detaching"}
 #: how long a terminated instance stays visible (EC2: about an hour)
 TERMINATED_VISIBLE = datetime.timedelta(hours=1)
 INSTANCE_ID_NOT_FOUND = "InvalidInstanceID.NotFound"
 MAX_PER_REQUEST = 1000
+#: the TagSpecification resource types RunInstances takes (only instances get the tags)
+LAUNCH_TAGGED = ("instance", "volume", "network-interface")
 
 
 def _jobs():
@@ -87,8 +93,38 @@ def _shown_state(row, active):
     return TRANSITIONAL.get(active.get(row["id"]), row["state"])
 
 
-def _item(row, state, tag_set, client_token=None):
+def _interface(row, state, groups, vpc, subnet, owner):
+    """The instance's one network interface, in the default VPC's view."""
+    if state == "terminated":
+        return []
+    public = {"publicIp": row["public_ip"], "publicDnsName": "", "ipOwnerId": "amazon"} if row["public_ip"] else None
+    return [{
+        "networkInterfaceId": actions_vpc.interface_id(row["id"]),
+        "subnetId": subnet,
+        "vpcId": vpc,
+        "description": "",
+        "ownerId": owner,
+        "status": "in-use",
+        "macAddress": row["mac"],
+        "privateIpAddress": row["private_ip"],
+        "privateDnsName": "",
+        "sourceDestCheck": True,
+        "groupSet": groups,
+        "attachment": {"attachmentId": "eni-attach-" + actions_vpc.interface_id(row["id"])[4:],
+                       "deviceIndex": 0, "status": "attached", "attachTime": _time(row["created_at"]),
+                       "deleteOnTermination": True, "networkCardIndex": 0},
+        "association": public,
+        "privateIpAddressesSet": [{"privateIpAddress": row["private_ip"], "privateDnsName": "", "primary": True,
+                                   "association": public}],
+        "interfaceType": "interface",
+    }]
+
+
+def _item(row, state, tag_set, client_token=None, owner=""):
     reason = row["reason"] or ""
+    groups = [{"groupId": group_id(row["group_name"]), "groupName": accounts.group_display(row["group_name"])}]
+    vpc = actions_vpc.vpc_id(row["account"])
+    subnet = actions_vpc.subnet_id(row["account"], row["cluster"])
     item = {
         "instanceId": row["id"],
         "imageId": row["image_id"],
@@ -107,17 +143,22 @@ def _item(row, state, tag_set, client_token=None):
         "monitoring": {"state": "disabled"},
         "privateIpAddress": row["private_ip"] if state != "terminated" else None,
         "ipAddress": row["public_ip"],
-        "groupSet": [{"groupId": group_id(row["group_name"]), "groupName": accounts.group_display(row["group_name"])}],
+        "subnetId": subnet if state != "terminated" else None,
+        "vpcId": vpc if state != "terminated" else None,
+        "sourceDestCheck": True,
+        "groupSet": groups,
         "stateReason": {"code": reason.split(":", 1)[0], "message": reason} if reason else None,
         "architecture": "x86_64",
         "rootDeviceType": "instance-store",
-        "blockDeviceMapping": [],
+        "blockDeviceMapping": row.get("block_devices") or [],
         "virtualizationType": "hvm",
         "clientToken": client_token or "",
         "tagSet": tag_set,
         "hypervisor": "kvm",
-        "networkInterfaceSet": [],
+        "networkInterfaceSet": _interface(row, state, groups, vpc, subnet, owner),
         "ebsOptimized": False,
+        "metadataOptions": {"state": "applied", "httpTokens": "optional", "httpPutResponseHopLimit": 1,
+                            "httpEndpoint": "enabled", "httpProtocolIpv6": "disabled", "instanceMetadataTags": "disabled"},
     }
     return item
 
@@ -125,8 +166,18 @@ def _item(row, state, tag_set, client_token=None):
 def _views(txn, ctx, rows):
     """(row, shown state, tagSet) for ``rows``: two more queries in all, whatever their number."""
     ids = [r["id"] for r in rows]
-    active = _jobs().active(txn, ids) if ids else {}
+    attached = {}
+    for part in actions_tags.chunks(ids):
+        for att in txn.rows("SELECT volume_id, instance_id, device, attached_at FROM attachments WHERE instance_id IN "
+                            "(%s) ORDER BY device" % actions_tags.marks(part), *part):
+            attached.setdefault(att["instance_id"], []).append(att)
+    volume_ids = [a["volume_id"] for found in attached.values() for a in found]
+    active = _jobs().active(txn, ids + volume_ids) if ids else {}
     tags = actions_tags.tag_sets(txn, ids)
+    for row in rows:
+        row["block_devices"] = [{"deviceName": a["device"], "ebs": {
+            "volumeId": a["volume_id"], "status": ATTACHMENT_STATES.get(active.get(a["volume_id"]), "attached"),
+            "attachTime": _time(a["attached_at"]), "deleteOnTermination": False}} for a in attached.get(row["id"], [])]
     return [(r, _shown_state(r, active), tags.get(r["id"], [])) for r in rows]
 
 
@@ -141,7 +192,7 @@ def _reservations(views, numbers):
                                         "groupName": accounts.group_display(row["group_name"])}],
                           "instancesSet": []}
             out.append(index[rid])
-        index[rid]["instancesSet"].append(_item(row, state, tag_set))
+        index[rid]["instancesSet"].append(_item(row, state, tag_set, owner=index[rid]["ownerId"]))
     return out
 
 
@@ -182,6 +233,11 @@ FILTERS = {
     "kernel-id": lambda v: v[0]["kernel_id"],
     "ramdisk-id": lambda v: v[0]["ramdisk_id"],
     "owner-id": lambda v: v[3],
+    "vpc-id": lambda v: actions_vpc.vpc_id(v[0]["account"]) if v[1] != "terminated" else None,
+    "subnet-id": lambda v: actions_vpc.subnet_id(v[0]["account"], v[0]["cluster"]) if v[1] != "terminated" else None,
+    "network-interface.network-interface-id": lambda v: actions_vpc.interface_id(v[0]["id"]),
+    "network-interface.vpc-id": lambda v: actions_vpc.vpc_id(v[0]["account"]),
+    "network-interface.subnet-id": lambda v: actions_vpc.subnet_id(v[0]["account"], v[0]["cluster"]),
 }
 
 
@@ -272,10 +328,48 @@ def _user_data(params):
     return text
 
 
-def _group_for_launch(txn, ctx, params):
-    """The one security group of a launch: SecurityGroup.N names or SecurityGroupId.N ids, else ``default``."""
+#: what RunInstances takes of a NetworkInterface.N (the default VPC's view: one interface, index 0)
+_INTERFACE_FIELDS = {"DeviceIndex", "SubnetId", "DeleteOnTermination", "AssociatePublicIpAddress", "Description"}
+
+
+def _network_interface(params):
+    """``(subnet id or None, [group ids])`` of RunInstances' ``SubnetId`` and ``NetworkInterface.N``:
+    at most one interface, device index 0, in a default subnet (a zone); a public address comes
+    from AllocateAddress/AssociateAddress, not at launch."""
+    subnet = params.get("SubnetId")
+    interfaces = params.structs("NetworkInterface")
+    if len(interfaces) > 1:
+        raise ApiError("InvalidParameterCombination", "this cloud gives each instance one network interface")
+    group_ids = []
+    for interface in interfaces:
+        unknown = sorted(name.split(".", 1)[0] for name in interface.names()
+                         if name.split(".", 1)[0] not in _INTERFACE_FIELDS | {"SecurityGroupId"})
+        if unknown:
+            raise ApiError("InvalidParameterCombination", "NetworkInterface.1.%s is not supported: an instance's "
+                                                          "interface is made at launch in its zone's default subnet"
+                           % unknown[0])
+        if interface.int("DeviceIndex", default=0) != 0:
+            raise invalid("NetworkInterface.1.DeviceIndex must be 0: the instance has one interface")
+        if interface.bool("AssociatePublicIpAddress"):
+            raise ApiError("InvalidParameterCombination", "this cloud gives no public address at launch: allocate one "
+                                                          "(AllocateAddress) and associate it (AssociateAddress)")
+        if not interface.bool("DeleteOnTermination", default=True):
+            raise ApiError("InvalidParameterCombination", "an instance's interface is deleted with it "
+                                                          "(DeleteOnTermination must be true)")
+        inner = interface.get("SubnetId")
+        if inner and subnet and inner != subnet:
+            raise ApiError("InvalidParameterCombination", "SubnetId %s and NetworkInterface.1.SubnetId %s differ"
+                           % (subnet, inner))
+        subnet = subnet or inner
+        group_ids = interface.list("SecurityGroupId")
+    return subnet, group_ids
+
+
+def _group_for_launch(txn, ctx, params, interface_groups=()):
+    """The one security group of a launch: SecurityGroup.N names or SecurityGroupId.N ids (also
+    NetworkInterface.1.SecurityGroupId.N), else ``default``."""
     by_name = params.list("SecurityGroup")
-    by_id = params.list("SecurityGroupId")
+    by_id = list(dict.fromkeys(params.list("SecurityGroupId") + list(interface_groups)))
     if len(by_name) + len(by_id) > 1:
         raise ApiError("InvalidParameterCombination", "this cloud puts each instance in one security group (its "
                                                       "segment); name one group")
@@ -342,6 +436,7 @@ def run_instances(ctx, params):
                        % (maximum, minimum))
     instance_type = params.get("InstanceType", default="m1.small")
     cluster = params.get("Placement.AvailabilityZone") or None
+    subnet, interface_groups = _network_interface(params)
     key_name = params.get("KeyName")
     user_data = _user_data(params)
     token = params.get("ClientToken")
@@ -349,12 +444,15 @@ def run_instances(ctx, params):
         raise invalid("ClientToken must be 1 to 64 ASCII characters")
     tag_specs = params.tag_specifications()
     for resource_type, _tags in tag_specs:
-        if resource_type != "instance":
+        # a launch makes instances; their root disks are instance store and their interface is part
+        # of them, so tags for the volumes and interfaces a launch makes (EC2 clients send them) have
+        # nothing to tag
+        if resource_type not in LAUNCH_TAGGED:
             raise invalid("TagSpecification ResourceType %r: RunInstances tags its instances here" % resource_type)
     name = None
-    for _type, pairs in tag_specs:
+    for resource_type, pairs in tag_specs:
         for key, value in pairs:
-            if key == "Name" and names.is_name(value):
+            if resource_type == "instance" and key == "Name" and names.is_name(value):
                 name = value
     with ctx.write() as txn:
         if token:
@@ -374,7 +472,13 @@ def run_instances(ctx, params):
                           % (instance_type, ", ".join(sorted(conf["vm_types"]))))
         if cluster and txn.row("SELECT name FROM clusters WHERE name = ?", cluster) is None:
             raise invalid("Invalid availability zone: [%s]" % cluster)
-        group_row = _group_for_launch(txn, ctx, params)
+        if subnet:
+            zone = actions_vpc.subnet_cluster(txn, ctx, subnet)
+            if cluster and cluster != zone:
+                raise ApiError("InvalidParameterCombination", "the subnet %s is in zone %s, not %s"
+                               % (subnet, zone, cluster))
+            cluster = zone
+        group_row = _group_for_launch(txn, ctx, params, interface_groups)
         keypair = None
         if key_name is not None:
             try:
@@ -387,7 +491,7 @@ def run_instances(ctx, params):
         except EucaError as exc:
             raise _launch_error(exc)
         created_ids = [r["id"] for r in created]
-        actions_tags.apply_tag_specifications(txn, ctx, params, "instance", created_ids)
+        actions_tags.apply_tag_specifications(txn, ctx, params, "instance", created_ids, LAUNCH_TAGGED[1:])
         if token:
             txn.exec("INSERT INTO client_tokens (account, token, action, result, created_at) VALUES (?, ?, ?, ?, ?)",
                      ctx.account, token, "RunInstances", created[0]["reservation_id"], created[0]["created_at"])
@@ -414,7 +518,7 @@ def _reservation_answer(txn, ctx, ids, token):
         "reservationId": first["reservation_id"],
         "ownerId": numbers.get(first["account"], ""),
         "groupSet": [{"groupId": group_id(first["group_name"]), "groupName": accounts.group_display(first["group_name"])}],
-        "instancesSet": [_item(row, state, tags, token) for row, state, tags in views],
+        "instancesSet": [_item(row, state, tags, token, numbers.get(row["account"], "")) for row, state, tags in views],
     }
 
 
@@ -448,6 +552,44 @@ def _state_change(ctx, params, kind, allowed, target):
 def _state_set(changes):
     return [{"instanceId": i, "currentState": {"code": STATE_CODES[now], "name": now},
              "previousState": {"code": STATE_CODES[before], "name": before}} for i, before, now in changes]
+
+
+#: DescribeInstanceAttribute's attributes: the answer's element, and the value from the row
+_ATTRIBUTES = {
+    "instanceType": ("instanceType", lambda r: {"value": r["instance_type"]}),
+    "kernel": ("kernel", lambda r: {"value": r["kernel_id"]}),
+    "ramdisk": ("ramdisk", lambda r: {"value": r["ramdisk_id"]}),
+    "userData": ("userData", lambda r: {"value": base64.b64encode(r["user_data"].encode("utf-8")).decode("ascii")}
+                 if r["user_data"] else {}),
+    "disableApiTermination": ("disableApiTermination", lambda r: {"value": False}),
+    "disableApiStop": ("disableApiStop", lambda r: {"value": False}),
+    "instanceInitiatedShutdownBehavior": ("instanceInitiatedShutdownBehavior", lambda r: {"value": "stop"}),
+    "rootDeviceName": ("rootDeviceName", lambda r: {"value": "/dev/vda"}),
+    "blockDeviceMapping": ("blockDeviceMapping", lambda r: r.get("block_devices") or []),
+    "productCodes": ("productCodes", lambda r: []),
+    "sourceDestCheck": ("sourceDestCheck", lambda r: {"value": True}),
+    "groupSet": ("groupSet", lambda r: [{"groupId": group_id(r["group_name"]),
+                                         "groupName": accounts.group_display(r["group_name"])}]),
+    "ebsOptimized": ("ebsOptimized", lambda r: {"value": False}),
+    "sriovNetSupport": ("sriovNetSupport", lambda r: {}),
+    "enaSupport": ("enaSupport", lambda r: {"value": False}),
+    "enclaveOptions": ("enclaveOptions", lambda r: {"enabled": False}),
+}
+
+
+@action("DescribeInstanceAttribute")
+def describe_instance_attribute(ctx, params):
+    instance_id = check_instance_id(params.get("InstanceId", required=True))
+    attribute = params.get("Attribute", required=True)
+    if attribute not in _ATTRIBUTES:
+        raise invalid("Value (%s) for parameter attribute is invalid. Expected one of %s."
+                      % (attribute, ", ".join(sorted(_ATTRIBUTES))))
+    with ctx.read() as txn:
+        rows = _rows(txn, ctx, [instance_id])
+        _check_found(rows, [instance_id])
+        _views(txn, ctx, rows)
+    element, value = _ATTRIBUTES[attribute]
+    return {"instanceId": instance_id, element: value(rows[0])}
 
 
 @action("TerminateInstances")

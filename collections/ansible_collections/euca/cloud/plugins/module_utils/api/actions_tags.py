@@ -173,31 +173,35 @@ def _write(txn, resources, pairs):
             txn.exec(_UPSERT, rid, key, value, owner, resource_type(rid))
 
 
-def check_tag_specifications(params, resource_type_name):
+def check_tag_specifications(params, resource_type_name, untagged=()):
     """The ``(key, value)`` pairs ``TagSpecification.N`` gives for ``resource_type_name``, checked:
-    a specification of another type is refused (this request creates only that type), as are
-    EC2's invalid tags and more than 50."""
+    a specification of another type is refused (this request creates only that type) unless it
+    is one of ``untagged`` (types EC2 lets the request tag, of which it makes none here: checked,
+    then nothing to apply them to), as are EC2's invalid tags and more than 50."""
     pairs = []
     for given_type, tags in params.tag_specifications():
-        if given_type != resource_type_name:
+        if given_type != resource_type_name and given_type not in untagged:
             raise invalid("'%s' is not a valid taggable resource type for this operation (it creates a %s)"
                           % (given_type, resource_type_name))
-        pairs.extend(tags)
+        for key, value in tags:
+            check_tag(key, value)
+        if given_type == resource_type_name:
+            pairs.extend(tags)
     merged = {}
     for key, value in pairs:
-        check_tag(key, value)
         merged[key] = value
     if len(merged) > MAX_TAGS:
         raise ApiError("TagLimitExceeded", "The maximum number of tags per resource is %d (%d given)" % (MAX_TAGS, len(merged)))
     return sorted(merged.items())
 
 
-def apply_tag_specifications(txn, ctx, params, resource_type_name, resource_ids):
+def apply_tag_specifications(txn, ctx, params, resource_type_name, resource_ids, untagged=()):
     """Tag the resources this request just created (in its transaction ``txn``) with its
-    ``TagSpecification.N`` of ``resource_type_name``; returns their tagSet
-    (``[{"key", "value"}]``, the same for each). They belong to ``ctx.account``. A refusal raises
-    before anything is written by this function, and the caller's transaction rolls back."""
-    pairs = check_tag_specifications(params, resource_type_name)
+    ``TagSpecification.N`` of ``resource_type_name`` (``untagged``: as check_tag_specifications);
+    returns their tagSet (``[{"key", "value"}]``, the same for each). They belong to
+    ``ctx.account``. A refusal raises before anything is written by this function, and the
+    caller's transaction rolls back."""
+    pairs = check_tag_specifications(params, resource_type_name, untagged)
     _write(txn, [(rid, ctx.account) for rid in resource_ids], pairs)
     return [{"key": k, "value": v} for k, v in pairs]
 

@@ -199,8 +199,10 @@ def _parse_credential(credential, service):
             or not parts[2]:
         raise _incomplete("Credential %r is not of the form ACCESSKEY/YYYYMMDD/REGION/SERVICE/aws4_request"
                           % credential)
-    if parts[3] != service:
-        raise _incomplete("the Credential is scoped to the service %r, not %r" % (parts[3], service))
+    services = (service,) if isinstance(service, str) else tuple(service)
+    if parts[3] not in services:
+        raise _incomplete("the Credential is scoped to the service %r, not %s"
+                          % (parts[3], " or ".join(repr(s) for s in services)))
     return parts[0], (parts[1], parts[2], parts[3])
 
 
@@ -367,7 +369,8 @@ def verify(method, path, query_string, headers, body, params, lookup, now=None, 
     the raw query string, ``headers`` a dict with lower-case names, ``body`` the raw bytes,
     ``params`` what ``query.parse_request`` made of them, ``lookup(key_id)`` the key's secret or
     None (unknown or inactive). ``now`` (epoch seconds or datetime) is for tests; ``max_skew``
-    is EC2's 15 minutes.
+    is EC2's 15 minutes. ``service``: the service name (or a tuple of names) a SigV4 credential
+    may be scoped to.
 
     Which scheme: an ``Authorization`` header is SigV4; ``X-Amz-Algorithm``/``X-Amz-Signature``
     in the query string is a SigV4 presigned URL; ``Signature``/``AWSAccessKeyId`` among the

@@ -17,14 +17,24 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 ACTIONS = {}
+#: action name -> the service it belongs to, for the actions of services other than EC2
+SERVICES = {}
+#: the XML namespace of each AWS Query-protocol service this endpoint also answers for
+QUERY_NAMESPACES = {"sts": "https://sts.amazonaws.com/doc/2011-06-15/"}
 
 
-def action(name):
-    """Register ``handler`` as the EC2 action ``name`` (e.g. ``DescribeInstances``)."""
+def action(name, service="ec2"):
+    """Register ``handler`` as the action ``name`` (e.g. ``DescribeInstances``) of ``service``:
+    ``ec2`` (EC2's protocol) or one of ``QUERY_NAMESPACES`` (the AWS Query protocol, e.g. STS)."""
+    if service != "ec2" and service not in QUERY_NAMESPACES:
+        raise ValueError("unknown service %r" % service)
+
     def register(handler):
         if name in ACTIONS:
             raise ValueError("action %s registered twice" % name)
         ACTIONS[name] = handler
+        if service != "ec2":
+            SERVICES[name] = service
         return handler
     return register
 
@@ -53,6 +63,13 @@ class Context:
         """Queue a dispatcher job in ``txn`` (ledger/jobs.py enqueue) as this request's account."""
         from ansible_collections.euca.cloud.plugins.module_utils.ledger import jobs
         return jobs.enqueue(txn, kind, cluster, list(resources), self.account, params or {})
+
+
+def derived_id(prefix, *parts):
+    """A stable EC2-style id (``vpc-``, ``subnet-``, ``eni-``...) of what the ledger names by ``parts``:
+    ``prefix-`` and the first 17 hex digits of the SHA-256 of the parts, NUL-separated."""
+    import hashlib
+    return prefix + "-" + hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:17]
 
 
 def group_id(key):

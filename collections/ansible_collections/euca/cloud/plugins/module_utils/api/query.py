@@ -324,6 +324,18 @@ def render_response(action, request_id, body):
     return "".join(out).encode("utf-8")
 
 
+def render_query_response(action, request_id, body, namespace):
+    """The AWS Query protocol's answer (STS, IAM): ``<{action}Response xmlns=namespace>
+    <{action}Result>{body}</{action}Result><ResponseMetadata><RequestId>..`` as UTF-8 bytes."""
+    opening, closing = _TAGS[action + "Response"]
+    result_open, result_close = _TAGS[action + "Result"]
+    out = [_XML_DECL, opening[:-1], ' xmlns="', _escape(namespace), '">', result_open]
+    _render(out, body or {})
+    out.extend((result_close, "<ResponseMetadata><RequestId>", _escape(request_id), "</RequestId></ResponseMetadata>",
+                closing))
+    return "".join(out).encode("utf-8")
+
+
 def render_error(code, message, request_id):
     """EC2's error document, the shape botocore's EC2QueryParser reads (``Errors/Error/Code``,
     ``Message`` and ``RequestID``, spelled so, not ``RequestId``)."""

@@ -40,11 +40,15 @@ from ansible_collections.euca.cloud.plugins.module_utils.api import actions_addr
 from ansible_collections.euca.cloud.plugins.module_utils.api import actions_volumes  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.euca.cloud.plugins.module_utils.api import actions_keys  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.euca.cloud.plugins.module_utils.api import actions_tags  # noqa: F401 pylint: disable=unused-import
+from ansible_collections.euca.cloud.plugins.module_utils.api import actions_vpc  # noqa: F401 pylint: disable=unused-import
+from ansible_collections.euca.cloud.plugins.module_utils.api import actions_sts  # noqa: F401 pylint: disable=unused-import
 from ansible_collections.euca.cloud.plugins.module_utils.api import actions_console  # noqa: F401 pylint: disable=unused-import
 
 DEFAULTS = {"region": "euca", "endpoint": "", "max_body_bytes": 1 << 20, "clock_skew": 900, "admin_access": True,
             "ledger_timeout": 30.0, "walrus_url": "", "walrus_timeout": 5.0}
 XML = "text/xml;charset=UTF-8"
+#: the services a SigV4 credential may be scoped to here: EC2, and STS's GetCallerIdentity (api/actions_sts.py)
+SIGNED_SERVICES = ("ec2", "sts")
 
 
 def load_config(path=None):
@@ -127,7 +131,7 @@ class Api:
             self._local.key_account = None
             auth.verify(environ.get("REQUEST_METHOD", "GET"), _raw_path(environ),
                         environ.get("QUERY_STRING", ""), headers, body, params_flat, self._lookup(ledger),
-                        max_skew=int(self.config["clock_skew"]))
+                        max_skew=int(self.config["clock_skew"]), service=SIGNED_SERVICES)
             account = self._local.key_account
             params = query.Params(params_flat)
             action = params.get("Action") or "-"
@@ -143,7 +147,12 @@ class Api:
                 raise ApiError("AuthFailure", "the admin account's keys may not use this API here", status=401)
             ctx = base.Context(ledger, account, admin, request_id, self.config)
             result = handler(ctx, params)
-            return "200 OK", query.render_response(action, request_id, result), action, account
+            service = base.SERVICES.get(action)
+            if service is not None:
+                body = query.render_query_response(action, request_id, result, base.QUERY_NAMESPACES[service])
+            else:
+                body = query.render_response(action, request_id, result)
+            return "200 OK", body, action, account
         except ApiError as exc:
             return ("%d %s" % (exc.status, "Error"), query.render_error(exc.code, exc.message, request_id), action,
                     account or "-")
