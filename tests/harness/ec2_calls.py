@@ -31,6 +31,17 @@ def make_ledger(tmp_path):
     return handle
 
 
+def web_ledger(tmp_path):
+    """make_ledger's, with a group ``web`` in each of accounts a and b."""
+    from ansible_collections.euca.cloud.plugins.module_utils.ledger import groups
+
+    handle = make_ledger(tmp_path)
+    with handle.write() as txn:
+        groups.ensure_group(txn, "web", account="a")
+        groups.ensure_group(txn, "web", account="b")
+    return handle
+
+
 def ctx(ledger, account="a"):
     return Context(ledger, account, account == accounts.ADMIN, query.new_request_id())
 

@@ -7,18 +7,15 @@ import pytest
 
 from ansible_collections.euca.cloud.plugins.module_utils.api import actions_images, actions_instances, actions_vpc  # noqa: F401
 from ansible_collections.euca.cloud.plugins.module_utils.api.base import group_id
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import groups, instances, keypairs
-from harness.ec2_calls import call, ctx, finish_all, make_ledger, queued, refused
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import instances, keypairs
+from harness.ec2_calls import call, ctx, finish_all, queued, refused, web_ledger
 
 KEY = ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl test")
 
 
 @pytest.fixture
 def ledger(tmp_path):
-    handle = make_ledger(tmp_path)
-    with handle.write() as txn:
-        groups.ensure_group(txn, "web", account="a")
-        groups.ensure_group(txn, "web", account="b")
+    handle = web_ledger(tmp_path)
     yield handle
     handle.close()
 

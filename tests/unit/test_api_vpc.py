@@ -10,16 +10,13 @@ import pytest
 
 from ansible_collections.euca.cloud.plugins.module_utils.api import actions_groups, actions_instances, actions_vpc  # noqa: F401
 from ansible_collections.euca.cloud.plugins.module_utils.api.base import group_id
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import accounts, groups, volumes
-from harness.ec2_calls import call, ctx, make_ledger, refused
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import accounts, volumes
+from harness.ec2_calls import call, ctx, refused, web_ledger
 
 
 @pytest.fixture
 def ledger(tmp_path):
-    handle = make_ledger(tmp_path)
-    with handle.write() as txn:
-        groups.ensure_group(txn, "web", account="a")
-        groups.ensure_group(txn, "web", account="b")
+    handle = web_ledger(tmp_path)
     yield handle
     handle.close()
 

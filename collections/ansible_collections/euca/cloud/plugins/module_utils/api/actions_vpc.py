@@ -71,11 +71,20 @@ def _ids(params, prefix, name):
     return wanted
 
 
-def _check_all_found(items, key, wanted, code, kind):
-    found = set(i[key] for i in items)
-    missing = [w for w in wanted if w not in found]
-    if missing:
-        raise ApiError(code, "The %s ID '%s' does not exist" % (kind, ", ".join(missing)))
+def _answer(params, items, wanted, fields, kind):
+    """A Describe answer of ``kind`` (vpc, subnet): the ``wanted`` ids (each must be there, EC2's
+    Invalid<Kind>ID.NotFound), then ``Filter.N`` by ``fields``, then a page."""
+    key = kind + "Id"
+    if wanted:
+        items = [i for i in items if i[key] in wanted]
+        found = set(i[key] for i in items)
+        missing = [w for w in wanted if w not in found]
+        if missing:
+            raise ApiError("Invalid%sID.NotFound" % kind.capitalize(), "The %s ID '%s' does not exist"
+                           % (kind, ", ".join(missing)))
+    items = query.apply_filters(items, params.filters(), fields)
+    page, token = query.paginate(items, params.int("MaxResults", minimum=5, maximum=1000), params.get("NextToken"))
+    return {kind + "Set": page, "nextToken": token}
 
 
 @action("DescribeVpcs")
@@ -100,12 +109,7 @@ def describe_vpcs(ctx, params):
               "cidr-block-association.cidr-block": lambda i: i["cidrBlock"], "isDefault": lambda i: "true",
               "is-default": lambda i: "true", "owner-id": lambda i: i["ownerId"],
               "dhcp-options-id": lambda i: i["dhcpOptionsId"]}
-    if wanted:
-        items = [i for i in items if i["vpcId"] in wanted]
-        _check_all_found(items, "vpcId", wanted, "InvalidVpcID.NotFound", "vpc")
-    items = query.apply_filters(items, params.filters(), fields)
-    page, token = query.paginate(items, params.int("MaxResults", minimum=5, maximum=1000), params.get("NextToken"))
-    return {"vpcSet": page, "nextToken": token}
+    return _answer(params, items, wanted, fields, "vpc")
 
 
 @action("DescribeSubnets")
@@ -141,9 +145,4 @@ def describe_subnets(ctx, params):
               "default-for-az": lambda i: "true", "defaultForAz": lambda i: "true", "cidr-block": lambda i: i["cidrBlock"],
               "cidrBlock": lambda i: i["cidrBlock"], "cidr": lambda i: i["cidrBlock"], "owner-id": lambda i: i["ownerId"],
               "map-public-ip-on-launch": lambda i: "false"}
-    if wanted:
-        items = [i for i in items if i["subnetId"] in wanted]
-        _check_all_found(items, "subnetId", wanted, "InvalidSubnetID.NotFound", "subnet")
-    items = query.apply_filters(items, params.filters(), fields)
-    page, token = query.paginate(items, params.int("MaxResults", minimum=5, maximum=1000), params.get("NextToken"))
-    return {"subnetSet": page, "nextToken": token}
+    return _answer(params, items, wanted, fields, "subnet")
