@@ -3,13 +3,22 @@ real guests. One sandbox with roles/clc_api (harness/api_cloud.py) serves two se
 
 - boto3, as account ``a``: import a key pair, create a group and authorize 22 and 80, run the Debian
   cloud-init image with user data, wait for ``running`` with boto3's own waiter, allocate and
-  associate an address, ssh to it from the outside namespace with the key (the user data ran), create
+  associate an address, ssh to it from the outside namespace with the key (the user data ran), read
+  its console output (GetConsoleOutput, the dispatcher's capture from the node), create
   a volume and attach it (the guest sees a disk whose serial is the volume id), detach it (the disk
   is gone), terminate (the domain is gone); at each step the answers match the ledger;
 - awscli, as account ``b``: the same for the busybox image (its HTTP answer from outside stands for
-  ssh), with awscli's own ``wait``; and ``b`` sees nothing of ``a``'s.
+  ssh), with awscli's own ``wait``; and ``b`` sees nothing of ``a``'s; b registers the busybox object
+  already in Walrus as its own image, and deregisters it;
+- Ansible's amazon.aws modules, as account ``c``: playbooks/tenant-ec2.yml (ec2_key,
+  ec2_security_group, ec2_instance, ec2_eip, ec2_vol) runs the Debian image, and its second play
+  reaches the instance through the aws_ec2 inventory plugin (inventories/ec2-api) over ssh from the
+  outside namespace and finds the volume; a second run changes nothing; tenant_state=absent takes
+  everything away, and a second absent run changes nothing either.
 """
 
+import configparser
+import os
 import subprocess
 import time
 
@@ -18,6 +27,7 @@ import pytest
 
 from harness.api_cloud import ApiCloud
 from harness.cloud_image import cloud_image_paths
+from harness.runner import REPO_ROOT, run_playbook
 
 pytestmark = [pytest.mark.integration, pytest.mark.root, pytest.mark.slow, pytest.mark.timeout(2400)]
 
@@ -116,6 +126,13 @@ def test_boto3_session_with_the_cloud_init_image(cloud, tmp_path):
                      lambda: (lambda d: d.returncode == 0 and d.stdout)(ssh("cat", "/srv/euca/proof.txt")), SSH_WAIT, 5)
     assert "user-data ran on %s" % iid in proof
 
+    # GetConsoleOutput answers the last capture at once and queues a new one, which the dispatcher takes
+    # from the node (boto3 decodes the base64): the guest's boot log
+    ec2.get_console_output(InstanceId=iid)
+    console = wait_for("a console capture", lambda: ec2.get_console_output(InstanceId=iid).get("Output"),
+                       CONVERGE_WAIT, 5)
+    assert "Linux version" in console or "cloud-init" in console, console[-2000:]
+
     volume = ec2.create_volume(Size=1, AvailabilityZone=described["Placement"]["AvailabilityZone"])
     vid = volume["VolumeId"]
     assert volume["State"] == "creating"
@@ -171,8 +188,88 @@ def test_awscli_session_with_the_busybox_image(cloud, tmp_path):
     listed = [i["InstanceId"] for r in aws("describe-instances")["Reservations"] for i in r["Instances"]]
     assert listed == [iid] and not set(theirs) & set(listed)
     assert [g["GroupName"] for g in aws("describe-security-groups")["SecurityGroups"]] == ["web"]
+    # RegisterImage of an object already in Walrus (the busybox root register-image.yml stored): b's own image
+    location = "busybox/%s" % os.path.basename(str(cloud.guest_image["root"]["path"]))
+    mine = aws("register-image", "--name", "b-busybox", "--image-location", location, "--kernel-id",
+               cloud.images["bb-kernel"], "--ramdisk-id", cloud.images["bb-ramdisk"])["ImageId"]
+    row = cloud.ledger_rows("images")[mine]
+    assert row["account"] == "b" and row["checksum"] == cloud.ledger_rows("images")[cloud.images["busybox"]]["checksum"]
+    assert [i["ImageId"] for i in aws("describe-images", "--owners", "self")["Images"]] == [mine]
+    aws("deregister-image", "--image-id", mine)
+    assert mine not in cloud.ledger_rows("images")
     aws("terminate-instances", "--instance-ids", iid)
     aws("wait", "instance-terminated", "--instance-ids", iid)
     assert iid not in domains(cloud)
     aws("release-address", "--public-ip", address)
     assert cloud.ledger_rows("instances")[iid]["user_data"] == "hello from b\n"
+
+
+def changed_hosts(run):
+    return dict((host, n) for host, n in (run.stats or {}).get("changed", {}).items() if n)
+
+
+def test_amazon_aws_playbook_and_inventory(cloud, tmp_path):
+    creds = cloud.credentials("c")
+    parser = configparser.ConfigParser()
+    parser.read(creds[2])
+    key = tmp_path / "kc"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    user_data = tmp_path / "user-data"
+    user_data.write_text(USER_DATA)
+    env = {"AWS_URL": cloud.endpoint, "AWS_SHARED_CREDENTIALS_FILE": str(creds[2]),
+           "AWS_PROFILE": parser.sections()[0], "AWS_REGION": "euca", "AWS_CONFIG_FILE": str(tmp_path / "none")}
+    # ssh reaches the elastic IP from the outside namespace, as the tenant's machine would
+    proxy = "ip netns exec %s nc %%h %%p" % cloud.out_ns.name
+    extravars = {"image_id": cloud.images["debian-12"], "public_key": str(key) + ".pub", "instance_type": "t1.cloud",
+                 "user_data_file": str(user_data), "wait_timeout": SSH_WAIT,
+                 "ansible_ssh_private_key_file": str(key),
+                 "ansible_ssh_common_args": "-o ProxyCommand='%s' -o StrictHostKeyChecking=no "
+                                            "-o UserKnownHostsFile=/dev/null" % proxy}
+    inventory = str(REPO_ROOT / "inventories" / "ec2-api" / "aws_ec2.yml")
+    playbook = REPO_ROOT / "playbooks" / "tenant-ec2.yml"
+
+    def play(**more):
+        run = run_playbook(playbook, inventory=inventory, extravars=dict(extravars, **more), env=env)
+        failures = [e["event_data"].get("res", {}).get("msg") for e in run.events
+                    if e.get("event") in ("runner_on_failed", "runner_on_unreachable")]
+        assert run.rc == 0, (more, failures, run.stdout[-4000:])
+        return run
+
+    def mine(table):
+        import sqlite3
+
+        conn = sqlite3.connect(cloud.vars["euca_ledger"])
+        conn.row_factory = sqlite3.Row
+        try:
+            return [dict(r) for r in conn.execute("SELECT * FROM %s WHERE account = 'c'" % table)]
+        finally:
+            conn.close()
+
+    first = play()
+    live = [r for r in mine("instances") if r["state"] != "terminated"]
+    assert len(live) == 1 and live[0]["state"] == "running" and live[0]["key_name"] == "web1-key"
+    iid = live[0]["id"]
+    assert live[0]["user_data"] == USER_DATA.rstrip("\n")  # the file lookup drops the last newline
+    address = [a for a, e in cloud.ledger_rows("elastic_ips", key="address").items() if e["instance_id"] == iid]
+    assert len(address) == 1
+    # the second play ran on the instance, found by the aws_ec2 plugin under its elastic IP, over ssh
+    checked = first.task_result("Check the volume is there (its disk serial is the volume id)", host=address[0])
+    assert not checked.get("failed") and not checked.get("skipped")
+    volume = [v for v, a in cloud.ledger_rows("attachments", key="volume_id").items() if a["instance_id"] == iid]
+    assert [(v["id"], v["size_gb"]) for v in mine("volumes")] == [(volume[0], 1)]
+    assert ("web1", "Name") in [(t["tag_value"], t["tag_key"]) for t in mine("tags") if t["resource_id"] == iid]
+    assert changed_hosts(first).get("localhost", 0) >= 5, first.stats
+
+    second = play()
+    assert changed_hosts(second) == {}, second.stats
+    assert second.task_result("Wait for ssh with the key pair", host=address[0]).get("failed") is not True
+
+    gone = play(tenant_state="absent")
+    assert changed_hosts(gone).get("localhost", 0) >= 5, gone.stats
+    # terminated, then forgotten with its group (a deleted group takes its terminated instances' rows)
+    assert cloud.ledger_rows("instances").get(iid, {"state": "terminated"})["state"] == "terminated"
+    assert iid not in domains(cloud)
+    assert mine("volumes") == [] and mine("elastic_ips") == [] and mine("keypairs") == []
+    assert mine("security_groups") == []
+    again = play(tenant_state="absent")
+    assert changed_hosts(again) == {}, again.stats
