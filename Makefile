@@ -55,10 +55,11 @@ test: setup
 	if [ $${#failed[@]} -gt 0 ]; then echo "make test: FAILED: $${failed[*]}"; exit 1; fi; \
 	echo "make test: all steps passed"
 
-# Two workers (pytest-xdist), one test file at a time each: the sandbox tests keep to their own
-# namespaces, ports, directories and supervisord, so two run side by side; the longest files start
-# first (tests/conftest.py). PYTEST_WORKERS=0 runs everything in this process.
-PYTEST_WORKERS ?= 2
+# Three workers (pytest-xdist), one test file at a time each: the sandbox tests keep to their own
+# namespaces, ports, directories and supervisord, so several run side by side; the longest files start
+# first (tests/conftest.py). Three on two cores: with two, the CPUs were busy about half of the time
+# (the tests wait on guests, daemons and playbook runs). PYTEST_WORKERS=0 runs everything in this process.
+PYTEST_WORKERS ?= 3
 
 pytest: setup
 	$(PYTEST) -n $(PYTEST_WORKERS) --dist loadfile --durations=25 tests/unit tests/integration $(PYTEST_ARGS)

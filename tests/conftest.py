@@ -33,8 +33,8 @@ def pytest_configure(config):
 
 
 # Minutes each of the longest test files takes alone on an idle 2-core machine (measured). `make test`
-# runs pytest-xdist with two workers, one test file at a time each (--dist loadfile), handing out
-# files in collection order: the longest go first, so the two workers end about together.
+# runs pytest-xdist with three workers, one test file at a time each (--dist loadfile), handing out
+# files in collection order: the longest go first, so the workers end about together.
 LONGEST_FIRST = {
     "test_crash_sweep.py": 12, "test_multinode.py": 7, "test_tenants.py": 6, "test_api_session.py": 6,
     "test_demo_playbook.py": 4, "test_observed_state.py": 3, "test_daemon_recovery.py": 3, "test_cloud_image.py": 2,
