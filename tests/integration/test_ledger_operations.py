@@ -57,7 +57,7 @@ def test_migrations_are_recorded_and_reopening_is_a_noop(ledger_url):
     with db.Ledger(ledger_url) as first:
         with first.read() as txn:
             generation = txn.current_generation()
-            assert txn.value("SELECT MAX(version) FROM schema_migrations") == schema.LATEST == 5
+            assert txn.value("SELECT MAX(version) FROM schema_migrations") == schema.LATEST == 6
     with db.Ledger(ledger_url) as again:
         with again.read() as txn:
             assert txn.current_generation() == generation

@@ -312,11 +312,14 @@ def test_a_version_4_ledger_is_migrated_to_5_with_the_console_table(tmp_path):
         with handle.write() as txn:
             txn.exec("DROP INDEX console_output_account")
             txn.exec("DROP TABLE console_output")
+            txn.exec("DROP INDEX instances_launch_order")
+            txn.exec("DROP INDEX instances_account_order")
             txn.exec("DELETE FROM schema_migrations WHERE version > 4")
         with handle.read() as txn:
             assert schema.current_version(txn) == 4
     with db.Ledger(path) as handle:
         with handle.read() as txn:
-            assert schema.current_version(txn) == schema.LATEST == 5
+            assert schema.current_version(txn) == schema.LATEST == 6
             assert txn.rows("SELECT * FROM console_output") == []
             assert txn.value("SELECT name FROM schema_migrations WHERE version = 5").startswith("console output")
+            assert txn.value("SELECT name FROM schema_migrations WHERE version = 6").startswith("instances in launch order")
