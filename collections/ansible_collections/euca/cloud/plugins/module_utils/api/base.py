@@ -16,6 +16,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import functools
+
 ACTIONS = {}
 #: action name -> the service it belongs to, for the actions of services other than EC2
 SERVICES = {}
@@ -65,6 +67,7 @@ class Context:
         return jobs.enqueue(txn, kind, cluster, list(resources), self.account, params or {})
 
 
+@functools.lru_cache(maxsize=65536)
 def derived_id(prefix, *parts):
     """A stable EC2-style id (``vpc-``, ``subnet-``, ``eni-``...) of what the ledger names by ``parts``:
     ``prefix-`` and the first 17 hex digits of the SHA-256 of the parts, NUL-separated."""
@@ -72,6 +75,7 @@ def derived_id(prefix, *parts):
     return prefix + "-" + hashlib.sha256("\0".join(parts).encode("utf-8")).hexdigest()[:17]
 
 
+@functools.lru_cache(maxsize=65536)
 def group_id(key):
     """EC2's ``sg-`` id of the security group whose ledger key is ``key`` (ledger/accounts.py group_key).
 

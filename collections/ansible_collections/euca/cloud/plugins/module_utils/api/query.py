@@ -271,6 +271,12 @@ def _scalar(value):
 _ITEM_OPEN, _ITEM_CLOSE = "<item>", "</item>"
 
 
+class Raw(str):
+    """XML already rendered (by ``Template.render`` or ``fragment``): ``_render`` appends it as it is."""
+
+    __slots__ = ()
+
+
 def _render(out, body):
     """Append the elements of dict ``body`` to the list ``out``.
 
@@ -287,6 +293,10 @@ def _render(out, body):
             append(opening)
             append(value if _unsafe(value) is None else _escape(value))
             append(closing)
+        elif kind is Raw:
+            append(opening)
+            append(value)
+            append(closing)
         elif kind is dict:
             append(opening)
             _render(out, value)
@@ -294,7 +304,11 @@ def _render(out, body):
         elif kind is list or kind is tuple:
             append(opening)
             for entry in value:
-                if isinstance(entry, dict):
+                if type(entry) is Raw:
+                    append(_ITEM_OPEN)
+                    append(entry)
+                    append(_ITEM_CLOSE)
+                elif isinstance(entry, dict):
                     append(_ITEM_OPEN)
                     _render(out, entry)
                     append(_ITEM_CLOSE)
@@ -311,6 +325,101 @@ def _render(out, body):
             append(opening)
             append(_scalar(value))
             append(closing)
+
+
+def fragment(body):
+    """The elements of dict ``body`` rendered once (as ``render_response`` would), to be placed as
+    they are wherever a value of a body may be: a ``Raw``."""
+    out = []
+    _render(out, body)
+    return Raw("".join(out))
+
+
+class Slot:
+    """A value a ``Template`` takes at each ``render``: ``Slot("name")`` in a template's body."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name):
+        self.name = name
+
+
+class Template:
+    """The elements of a body whose shape is fixed and only some values vary, compiled once.
+
+    ``Template({"a": Slot("a"), "b": {"c": "constant"}})`` renders the constant parts once; each
+    ``render(values)`` then writes only the slots' values (``values[name]``, any value a body may
+    hold: None omits the element as ``_render`` does). The answer is exactly what ``_render`` makes
+    of the body with the values in place; it is only faster (a DescribeInstances page of 1000 items).
+    """
+
+    __slots__ = ("_parts",)
+
+    def __init__(self, body):
+        parts, constant = [], []
+        self._compile(body, parts, constant)
+        if constant:
+            parts.append("".join(constant))
+        self._parts = tuple(parts)
+
+    @classmethod
+    def _compile(cls, body, parts, constant):
+        for name, value in body.items():
+            if isinstance(value, Slot):
+                if constant:
+                    parts.append("".join(constant))
+                    del constant[:]
+                parts.append((value.name, name, _TAGS[name]))
+            elif isinstance(value, dict) and cls._slotted(value):
+                opening, closing = _TAGS[name]
+                constant.append(opening)
+                cls._compile(value, parts, constant)
+                constant.append(closing)
+            else:
+                _render(constant, {name: value})
+
+    @classmethod
+    def _slotted(cls, body):
+        return any(isinstance(v, Slot) or (isinstance(v, dict) and cls._slotted(v)) for v in body.values())
+
+    def render(self, values):
+        """``Raw`` XML of the body with ``values`` in its slots."""
+        out = []
+        append = out.append
+        for part in self._parts:
+            if type(part) is str:
+                append(part)
+                continue
+            value = values[part[0]]
+            if value is None:
+                continue
+            kind = type(value)
+            if kind is str:
+                opening, closing = part[2]
+                append(opening)
+                append(value if _unsafe(value) is None else _escape(value))
+                append(closing)
+            elif kind is Raw:
+                opening, closing = part[2]
+                append(opening)
+                append(value)
+                append(closing)
+            elif kind is int:
+                opening, closing = part[2]
+                append(opening)
+                append(str(value))
+                append(closing)
+            elif kind is list and all(type(entry) is Raw for entry in value):
+                opening, closing = part[2]
+                append(opening)
+                for entry in value:
+                    append(_ITEM_OPEN)
+                    append(entry)
+                    append(_ITEM_CLOSE)
+                append(closing)
+            else:
+                _render(out, {part[1]: value})
+        return Raw("".join(out))
 
 
 def render_response(action, request_id, body):
