@@ -15,7 +15,6 @@ import shutil
 import struct
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -27,8 +26,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROLE = cloud_image_lib.REPO_ROOT / "roles" / "cloud_image"
 SYSLINUX_MBR = Path("/usr/lib/syslinux/mbr/mbr.bin")
-# a warm run (apt check, staging, digest, manifest) measured at 8.8 s; 3x that
-WARM_RUN_LIMIT = 27
 
 
 @pytest.fixture(scope="session")
@@ -40,19 +37,18 @@ def mtimes(directory: Path) -> dict:
     return dict((p.name, p.stat().st_mtime_ns) for p in directory.iterdir())
 
 
-def test_rerun_with_the_same_inputs_changes_nothing_and_is_fast(cloud_image):
+def test_rerun_with_the_same_inputs_changes_nothing_and_builds_nothing(cloud_image):
+    # what makes the rerun fast is what it leaves out (the debootstrap build), asserted here; a wall-clock limit
+    # (once 27 s, 3x a measured warm run of 8.8 s) is a benchmark's business and failed on a loaded CI machine
     directory = Path(cloud_image["dir"])
     before = mtimes(directory)
-    started = time.monotonic()
     run = cloud_image_lib.build_cloud_image()
-    elapsed = time.monotonic() - started
     assert run.rc == 0, run.stdout[-3000:]
     assert run.stats["changed"].get("localhost", 0) == 0, "a run with the same inputs changed something"
     assert mtimes(directory) == before, "a run with the same inputs touched the image"
-    assert elapsed < WARM_RUN_LIMIT, "a cached run took %.1f s" % elapsed
+    assert run.task_result("Build the image (debootstrap, minutes)").get("skipped") is True, "the cached image was rebuilt"
     facts = run.task_result("Publish the image's path, checksum and size")["ansible_facts"]["cloud_image_info"]
     assert facts["path"] == cloud_image["path"] and facts["sha256"] == cloud_image["sha256"]
-
 
 # ----------------------------------------------------------------------------------- the digest
 

@@ -221,6 +221,9 @@ def test_a_version_1_ledger_is_migrated_with_its_instances(ledger_url, monkeypat
             if txn.dialect == "postgresql":
                 txn.exec("DROP FUNCTION euca_instance_bookkeeping()")
                 txn.exec("DROP FUNCTION euca_ip_host(TEXT)")
+            # none of version 6 (the indexes in launch order)
+            txn.exec("DROP INDEX instances_launch_order")
+            txn.exec("DROP INDEX instances_account_order")
             # none of version 5 (console captures)
             txn.exec("DROP INDEX console_output_account")
             txn.exec("DROP TABLE console_output")

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import random
 import re
+import select
 import signal
 import sqlite3
 import subprocess
@@ -29,6 +30,19 @@ def spawn_worker(url, worker_id, count, *extra):
         [sys.executable, ledger_load.__file__, "worker", url, str(worker_id), str(count)] + list(extra),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+
+
+def first_line(proc, timeout):
+    """What the worker wrote until its first committed record (a whole line), read from the pipe itself so
+    that ``communicate`` goes on exactly where this stopped."""
+    data, deadline = b"", time.monotonic() + timeout
+    while b"\n" not in data:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0, deadline - time.monotonic()))
+        assert ready, "a worker committed nothing in %d s" % timeout
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        assert chunk, "a worker ended before its first commit: %s" % proc.stderr.read()
+        data += chunk
+    return data.decode()
 
 
 def committed(stdout):
@@ -99,14 +113,17 @@ def test_kill_9_mid_allocation_loses_nothing_committed(ledger_url):
     for round_no in range(12):
         workers = [spawn_worker(ledger_url, "r%dw%d" % (round_no, n), 100000, "--eip-every", "5",
                                 "--launch-size", str(launch_size)) for n in range(3)]
-        time.sleep(rng.uniform(0.6, 1.4))
+        # the kill lands mid-loop however long the workers took to start on a loaded machine: each has
+        # committed once before the random wait begins
+        first = [first_line(proc, timeout=120) for proc in workers]
+        time.sleep(rng.uniform(0.3, 1.0))
         for proc in workers:
             os.kill(proc.pid, signal.SIGKILL)
         records = []
-        for proc in workers:
+        for proc, line in zip(workers, first):
             stdout, stderr = proc.communicate(timeout=60)
             assert proc.returncode == -signal.SIGKILL, "worker ended on its own: %s" % stderr
-            records.extend(committed(stdout))
+            records.extend(committed(line + stdout))
         total += len(records)
         _verify_round(ledger_url, records, launch_size)
     assert total > 100, "the workers committed too little for the kills to land mid-loop"

@@ -304,7 +304,7 @@ def _render(out, body):
         elif kind is list or kind is tuple:
             append(opening)
             for entry in value:
-                if type(entry) is Raw:
+                if isinstance(entry, Raw):
                     append(_ITEM_OPEN)
                     append(entry)
                     append(_ITEM_CLOSE)
@@ -387,7 +387,7 @@ class Template:
         out = []
         append = out.append
         for part in self._parts:
-            if type(part) is str:
+            if isinstance(part, str):
                 append(part)
                 continue
             value = values[part[0]]
@@ -409,7 +409,7 @@ class Template:
                 append(opening)
                 append(str(value))
                 append(closing)
-            elif kind is list and all(type(entry) is Raw for entry in value):
+            elif kind is list and all(isinstance(entry, Raw) for entry in value):
                 opening, closing = part[2]
                 append(opening)
                 for entry in value:
