@@ -23,6 +23,7 @@ its baseline, so they run for either. EUCA_BENCH_ROUNDS sets how many (3).
 """
 
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -70,6 +71,13 @@ def launch(ec2, image, count):
 
 def main():
     work = tempfile.mkdtemp(prefix="euca-bench-api-")
+    try:
+        return measure(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(work):
     # a group of 128 addresses holds the 100 of P17
     with ApiCloud(work, WALRUS_PORT, guest_image_paths(), cores=128, addresses_per_group=128) as cloud:
         creds = cloud.credentials("bench", max_instances=200)

@@ -18,7 +18,7 @@ from ansible_collections.euca.cloud.plugins.module_utils.api import (actions_con
                                                                      actions_images, actions_instances, query)
 from ansible_collections.euca.cloud.plugins.module_utils.api.base import Context
 from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidInput, NotFound
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import console, db, images, instances, jobs, schema
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import console, db, history, images, instances, jobs, schema
 from ansible_collections.euca.cloud.plugins.module_utils.walrus import store
 from harness.ec2_calls import CHECKSUM, call, finish_all, launch, make_ledger, queued, refused
 
@@ -283,7 +283,50 @@ def test_console_store_checks_what_it_is_given(ledger):
             with pytest.raises(InvalidInput):
                 console.store(txn, instance_id, bad[0], written_at=bad[1])
         assert console.store(txn, instance_id, "")["console"]["output"] == ""
-        assert console.forget(txn, [instance_id]) == 1 and console.latest(txn, instance_id) is None
+
+
+def terminated(ledger, instance_id):
+    """What terminate-instances.yml records once the node removed the instance."""
+    with ledger.write() as txn:
+        instances.terminate(txn, instances.get_instance(txn, instance_id))
+
+
+def test_a_terminated_instance_s_capture_and_tags_go_with_its_row(ledger):
+    gone = _instance(ledger)
+    kept = launch(ledger, "a", "web", name="w2")["id"]
+    a = actx(ledger)
+    call(a, "CreateTags", ResourceId_1=gone, ResourceId_2=kept, Tag_1_Key="role", Tag_1_Value="web")
+    with ledger.write() as txn:
+        for instance_id in (gone, kept):
+            console.store(txn, instance_id, base64.b64encode(b"last words\n").decode())
+    call(a, "TerminateInstances", InstanceId_1=gone)
+    finish_all(ledger)
+    terminated(ledger, gone)
+
+    def left(txn, instance_id):
+        return (txn.value("SELECT count(*) FROM instances WHERE id = ?", instance_id),
+                txn.value("SELECT count(*) FROM console_output WHERE instance_id = ?", instance_id),
+                txn.value("SELECT count(*) FROM tags WHERE resource_id = ?", instance_id))
+
+    with ledger.read() as txn:
+        assert left(txn, gone) == (1, 1, 1), "a terminated instance is history until its group goes"
+    # its group cannot go while another instance lives in it; terminate that one too, then delete the group
+    call(a, "TerminateInstances", InstanceId_1=kept)
+    finish_all(ledger)
+    terminated(ledger, kept)
+    call(a, "DeleteSecurityGroup", GroupName="web")
+    with ledger.read() as txn:
+        assert left(txn, gone) == (0, 0, 0) and left(txn, kept) == (0, 0, 0)
+        # nothing anywhere names an instance the ledger no longer has
+        assert txn.value("SELECT count(*) FROM console_output WHERE instance_id NOT IN (SELECT id FROM instances)") == 0
+        assert txn.value("SELECT count(*) FROM tags WHERE resource_type = 'instance' "
+                         "AND resource_id NOT IN (SELECT id FROM instances)") == 0
+
+
+def test_terminated_instances_are_deleted_only_by_an_owner_column(ledger):
+    with ledger.write() as txn:
+        with pytest.raises(ValueError):
+            history.delete_terminated_instances(txn, "1 = 1 OR id", "x")
 
 
 def test_console_jobs_run_after_the_instance_jobs_merged_and_bring_no_reconcile():

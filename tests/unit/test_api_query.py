@@ -234,18 +234,21 @@ def instance_reservation(i):
     }
 
 
-def test_render_ten_thousand_instances_in_time():
-    """Loose bound (the benchmark goal is well under 100 ms; the number is reported, not tested)."""
-    body = {"reservationSet": [instance_reservation(i) for i in range(10000)]}
-    best = None
-    for _ in range(3):
-        start = time.perf_counter()
-        xml = query.render_response("DescribeInstances", query.new_request_id(), body)
-        elapsed = time.perf_counter() - start
-        best = elapsed if best is None else min(best, elapsed)
-    print("render of 10,000 DescribeInstances items: %.1f ms, %d bytes" % (best * 1000, len(xml)))
-    assert best < 2.0
-    assert xml.count(b"<instanceId>") == 10000
+def test_render_is_linear_in_the_instances():
+    """10x the instances, well under 30x the time (quadratic would be 100x); the time itself is P15's, in bench/."""
+    def best(n):
+        body = {"reservationSet": [instance_reservation(i) for i in range(n)]}
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            xml = query.render_response("DescribeInstances", query.new_request_id(), body)
+            times.append(time.perf_counter() - start)
+        assert xml.count(b"<instanceId>") == n
+        return min(times)
+
+    small, large = best(1000), best(10000)
+    print("render of 1,000 / 10,000 DescribeInstances items: %.1f / %.1f ms" % (small * 1000, large * 1000))
+    assert large < 30 * small, (small, large)
 
 
 # --- filters ------------------------------------------------------------------------------------

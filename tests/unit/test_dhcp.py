@@ -328,8 +328,8 @@ def test_4000_segments_validate_render_and_parse_back_in_linear_time(state_dir):
 
     # the best of three of each: a loaded machine (two test workers, sanity and lint beside them) stalls single runs
     small, large = min(cost(400) for _ in range(3)), min(cost(4000) for _ in range(3))
-    assert large < 5.0, f"4000 segments took {large:.2f}s"
-    # linear: 10x the segments, well under 30x the time (quadratic would be 100x)
+    # linear: 10x the segments, well under 30x the time (quadratic would be 100x); no wall-clock limit, which a
+    # loaded machine breaks (9.0 s for 4000 beside 24 booting guests, against a 5 s limit): speed is bench/'s business
     assert large < 30 * small, (small, large)
 
 

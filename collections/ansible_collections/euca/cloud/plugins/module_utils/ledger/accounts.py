@@ -23,6 +23,7 @@ import random
 import re
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, Exhausted, InvalidInput, NotFound
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import history
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.schema import now
 from ansible_collections.euca.cloud.plugins.module_utils.model import names
 
@@ -183,7 +184,7 @@ def ensure_account(txn, name, state="present", quotas=None, admin=None):
                 holds.append("%d %s" % (n, table.replace("_", " ")))
         if holds:
             raise Conflict("account %s still owns %s; delete them first" % (name, ", ".join(holds)))
-        txn.exec("DELETE FROM instances WHERE account = ? AND state = 'terminated'", name)
+        history.delete_terminated_instances(txn, "account", name)
         txn.exec("DELETE FROM accounts WHERE name = ?", name)
         return {"changed": True, "before": before, "after": {}, "account": {}}
     if state != "present":

@@ -8,7 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, InvalidInput, NotFound
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import settings
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import history, settings
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.schema import now
 from ansible_collections.euca.cloud.plugins.module_utils.model import names
 
@@ -68,7 +68,7 @@ def ensure_cluster(txn, name, state="present"):
     if users:
         raise Conflict("cluster %s still holds %s; remove them first" % (name, "; ".join(users)))
     # Terminated instances are history only; they go with their cluster.
-    txn.exec("DELETE FROM instances WHERE cluster = ? AND state = 'terminated'", name)
+    history.delete_terminated_instances(txn, "cluster", name)
     txn.exec("DELETE FROM clusters WHERE name = ?", name)
     return {"changed": True, "before": {"name": name}, "after": {}, "cluster": {}}
 

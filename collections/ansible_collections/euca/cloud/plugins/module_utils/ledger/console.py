@@ -75,11 +75,3 @@ def store(txn, instance_id, output_base64, written_at=None):
         instance_id, after["account"], encoded, written_at, after["captured_at"],
     )
     return {"changed": True, "before": before, "after": after, "console": after}
-
-
-def forget(txn, instance_ids):
-    """Drop the captures of ``instance_ids`` (instances gone from the ledger); how many."""
-    ids = list(instance_ids)
-    if not ids:
-        return 0
-    return txn.exec("DELETE FROM console_output WHERE instance_id IN (%s)" % ", ".join("?" * len(ids)), *ids)

@@ -8,7 +8,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, Exhausted, InvalidInput, NotFound
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import accounts, settings
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import accounts, history, settings
 from ansible_collections.euca.cloud.plugins.module_utils.model import addressing
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.schema import now
 from ansible_collections.euca.cloud.plugins.module_utils.model import names
@@ -209,7 +209,7 @@ def _ensure_group(txn, name, owner, state, description, rules, purge_rules, segm
             "SELECT DISTINCT group_name FROM group_rules WHERE source_group = ? AND group_name <> ? ORDER BY 1", name, name)]
         if referrers:
             raise Conflict("security group %s is a rule source of groups %s; remove those rules first" % (name, ", ".join(referrers)))
-        txn.exec("DELETE FROM instances WHERE group_name = ? AND state = 'terminated'", name)
+        history.delete_terminated_instances(txn, "group_name", name)
         txn.exec("DELETE FROM group_rules WHERE group_name = ?", name)
         txn.exec("DELETE FROM security_groups WHERE name = ?", name)
         return {"changed": True, "before": before, "after": {}, "group": {}}

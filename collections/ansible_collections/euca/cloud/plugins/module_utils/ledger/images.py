@@ -10,7 +10,7 @@ __metaclass__ = type
 import re
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, InvalidInput, NotFound
-from ansible_collections.euca.cloud.plugins.module_utils.ledger import accounts, ids
+from ansible_collections.euca.cloud.plugins.module_utils.ledger import accounts, history, ids
 from ansible_collections.euca.cloud.plugins.module_utils.ledger.schema import now
 from ansible_collections.euca.cloud.plugins.module_utils.model import names
 
@@ -75,7 +75,7 @@ def ensure_image(txn, name, state="present", kind="machine", checksum=None, size
             raise Conflict("image %s (%s) is the kernel or ramdisk of images %s; deregister them first" % (found["id"], name, ", ".join(refs)))
         history = txn.value("SELECT COUNT(*) FROM instances WHERE image_id = ?", found["id"])
         if history:
-            txn.exec("DELETE FROM instances WHERE image_id = ? AND state = 'terminated'", found["id"])
+            history.delete_terminated_instances(txn, "image_id", found["id"])
         txn.exec("DELETE FROM images WHERE id = ?", found["id"])
         return {"changed": True, "before": before, "after": {}, "image": {}}
 

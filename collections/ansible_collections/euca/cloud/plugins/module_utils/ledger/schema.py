@@ -405,7 +405,7 @@ MIGRATIONS = [
             # EC2 GetConsoleOutput answers at once with what was last read from the instance's node
             # (ledger/console.py): the dispatcher's console job reads the NC and writes it here. One row per
             # instance, the newest capture; no reference to instances, so that history (a terminated
-            # instance's row) goes without it and its capture goes with the instance (console.forget).
+            # instance's row) goes without it and its capture goes with the row (ledger/history.py).
             """CREATE TABLE console_output (
                 instance_id TEXT PRIMARY KEY,
                 account TEXT NOT NULL,
