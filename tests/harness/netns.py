@@ -11,6 +11,7 @@ process still living in the namespace (which this run created), then deletes it.
 
 from __future__ import annotations
 
+import glob
 import itertools
 import os
 import secrets
@@ -307,6 +308,14 @@ def sweep_leftovers() -> list[str]:
         if name.startswith(f"{PREFIX}{RUN_TAG}-"):
             Netns(name).delete()
             removed.append(name)
+    # the sandbox's guests' cpu cgroups (nc_guest_cpu_group: euca-guests-<namespace>) that clean.yml did not remove
+    for top in ("/sys/fs/cgroup/cpu", "/sys/fs/cgroup"):
+        for group in glob.glob(os.path.join(top, f"euca-guests-{PREFIX}{RUN_TAG}-*")):
+            try:
+                os.rmdir(group)
+                removed.append(group)
+            except OSError:
+                pass
     return removed
 
 

@@ -68,6 +68,17 @@ def test_demo_scenario_converges_verifies_reconciles_and_cleans_up(supervisor, g
                              capture_output=True, text=True)
         return got.stdout if got.returncode == 0 else None
 
+    cpu_group = "/sys/fs/cgroup/cpu/euca-guests-%s" % cloud  # nc_guest_cpu_group of the sandbox inventory
+
+    def grouped():
+        """The instances whose QEMU process is in the sandbox's guests' cpu cgroup."""
+        names = set()
+        with open(os.path.join(cpu_group, "cgroup.procs")) as procs:
+            for pid in procs.read().split():
+                argv = open("/proc/%s/cmdline" % pid, "rb").read().split(b"\0")
+                names.update(a.split(b",")[0][6:].decode() for a in argv if a.startswith(b"guest="))
+        return names
+
     destroyed = False
     try:
         converged = None
@@ -90,6 +101,8 @@ def test_demo_scenario_converges_verifies_reconciles_and_cleans_up(supervisor, g
         assert sorted(i["InstanceId"] for r in described for i in r["Instances"]) == sorted([web[0], db_[0]])
         web_ip = web[6]
         assert outside_http(web_ip) == web[0]
+        # the guests weigh as one against the host's own work: both QEMU processes in the sandbox's cpu cgroup
+        assert grouped() == {web[0], db_[0]}
         volume = [line.split()[0] for line in tables.split("VOLUMES")[1].splitlines() if line.startswith("vol-")][0]
         assert "in-use" in tables and web[0] in tables.split("VOLUMES")[1] and volume in (targets() or "")
 
@@ -130,6 +143,7 @@ def test_demo_scenario_converges_verifies_reconciles_and_cleans_up(supervisor, g
         assert start.rc == 0, start.stdout[-3000:]
         assert conn.lookupByName(db_[0]).info()[0] == libvirt.VIR_DOMAIN_RUNNING
         conn.close()
+        assert grouped() == {web[0], db_[0]}  # the new QEMU of the restarted instance too
         # revoke HTTP into the web group: the elastic IP stops answering; authorize it again
         assert play("revoke.yml", group="web", ports=80, cidr="0.0.0.0/0").rc == 0
         assert outside_http(web_ip) is None
@@ -158,6 +172,7 @@ def test_demo_scenario_converges_verifies_reconciles_and_cleans_up(supervisor, g
         assert not {cloud, outside} & set(_netns.list_namespaces())
         assert not (tmp_path / "clc").exists() and not (tmp_path / "instances").exists()
         assert not (tmp_path / "supervisor" / "supervisor.sock").exists()
+        assert not os.path.exists(cpu_group)
     finally:
         if not destroyed:
             play("clean.yml")

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.euca.cloud.plugins.module_utils.base import EucaModule
-from ansible_collections.euca.cloud.plugins.module_utils.compute import console, domain, seed, volumes
+from ansible_collections.euca.cloud.plugins.module_utils.compute import console, cpu_group, domain, seed, volumes
 from ansible_collections.euca.cloud.plugins.module_utils.compute.image_cache import ImageCache
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, EucaError, InvalidInput
 from ansible_collections.euca.cloud.plugins.module_utils.process import run
@@ -145,6 +145,8 @@ class Instance:
         p = self.p
         if not domain.NAME_RE.match(self.name or ""):
             raise InvalidInput("instance name %r must be an instance id such as i-0a1b2c3d" % (self.name,))
+        if p.get("cpu_group"):
+            cpu_group.path(p["cpu_group"])
         if p["state"] == "absent":
             return None
         root_volume = p.get("root_volume")
@@ -259,6 +261,9 @@ class Instance:
             if not check_mode and want_state == "running" and state == "running" and self.ensure_ports(dom):
                 result["changed"] = True
                 actions.append("ports")
+            if not check_mode and want_state == "running" and state == "running" and self.ensure_cpu_group(dom):
+                result["changed"] = True
+                actions.append("cpu group")
             result["instance"] = self.describe(dom, want or have, state if not actions else None)
             return result
         try:
@@ -299,6 +304,7 @@ class Instance:
         if "start" in actions:
             dom.create()
             self.ensure_ports(dom)
+            self.ensure_cpu_group(dom)
         if p["wait"]:
             self.wait_for(dom, p["state"])
         return dom
@@ -376,6 +382,22 @@ class Instance:
                 run(["bridge", "link", "set", "dev", nic["port"], "hairpin", "on"], namespace=namespace)
                 changed = True
         return changed
+
+    def ensure_cpu_group(self, dom):
+        """The running guest's QEMU is in O(cpu_group) when one is given (compute/cpu_group.py); True when it
+        had to be moved there."""
+        group = self.p.get("cpu_group")
+        if not group:
+            return False
+        pid = cpu_group.qemu_pid(self.name, dom.UUIDString())
+        if pid is None:
+            raise LibvirtFailed("instance %s runs, but no QEMU process of it was found to put in cpu_group %s"
+                                % (self.name, group))
+        try:
+            return cpu_group.place(group, pid)
+        except (IOError, OSError) as exc:
+            raise LibvirtFailed("instance %s: cannot put its QEMU process %d in cpu_group %s: %s"
+                                % (self.name, pid, group, exc))
 
     def describe(self, dom, spec, state=None):
         """What the module returns about the instance."""
