@@ -323,6 +323,19 @@ def test_a_terminated_instance_s_capture_and_tags_go_with_its_row(ledger):
                          "AND resource_id NOT IN (SELECT id FROM instances)") == 0
 
 
+def test_deregistering_an_image_takes_its_terminated_instances_captures_and_tags(ledger):
+    gone = _instance(ledger)
+    call(actx(ledger), "CreateTags", ResourceId_1=gone, Tag_1_Key="role", Tag_1_Value="web")
+    with ledger.write() as txn:
+        console.store(txn, gone, base64.b64encode(b"last words\n").decode())
+    terminated(ledger, gone)
+    with ledger.write() as txn:
+        assert images.ensure_image(txn, "tiny", state="absent")["changed"]
+    with ledger.read() as txn:
+        for table, column in (("instances", "id"), ("console_output", "instance_id"), ("tags", "resource_id")):
+            assert txn.value("SELECT count(*) FROM %s WHERE %s = ?" % (table, column), gone) == 0, table
+
+
 def test_terminated_instances_are_deleted_only_by_an_owner_column(ledger):
     with ledger.write() as txn:
         with pytest.raises(ValueError):

@@ -107,9 +107,9 @@ options:
       - A cgroup of the host's cpu controller (a relative path such as V(euca-guests)) that every running instance's
         QEMU process is put in, created when missing, so that the node's guests together weigh as one process
         against the host's own work, as libvirt's machine partition (systemd's C(machine.slice)) does where libvirt
-        manages cgroups. For the NC's private libvirtd, which runs without cgroups (M(euca.cloud.nc_libvirtd)):
+        manages cgroups. For the NC's private libvirtd, which runs without cgroups (M(euca.cloud.nc_libvirtd));
         without it, many guests booting at once starve the node's own modules. Where systemd runs the NC's libvirtd,
-        its guests already share the service's cgroup: leave it unset there.
+        its guests already share the service's cgroup, so leave it unset there.
       - Kept like the bridge ports, also when nothing else changes (action C(cpu group)). Unset (the default), the
         processes stay where libvirt started them.
       - A host without a cpu controller is refused before anything changes.

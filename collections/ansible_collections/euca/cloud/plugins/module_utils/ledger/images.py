@@ -73,9 +73,7 @@ def ensure_image(txn, name, state="present", kind="machine", checksum=None, size
             "SELECT name FROM images WHERE kernel_id = ? OR ramdisk_id = ? ORDER BY name", found["id"], found["id"])]
         if refs:
             raise Conflict("image %s (%s) is the kernel or ramdisk of images %s; deregister them first" % (found["id"], name, ", ".join(refs)))
-        history = txn.value("SELECT COUNT(*) FROM instances WHERE image_id = ?", found["id"])
-        if history:
-            history.delete_terminated_instances(txn, "image_id", found["id"])
+        history.delete_terminated_instances(txn, "image_id", found["id"])
         txn.exec("DELETE FROM images WHERE id = ?", found["id"])
         return {"changed": True, "before": before, "after": {}, "image": {}}
 
