@@ -156,17 +156,24 @@ def marked(name, value):
 
 
 def kill_marked(name, value):
-    """SIGKILL every process marked ``name=value`` and wait until they are gone; how many there were."""
-    pids = marked(name, value)
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    """SIGKILL every process marked ``name=value`` and wait until they are gone; how many there were.
+
+    Killed again and again until none is left: a run killed while it starts (a short run_timeout) may
+    fork or exec one more marked process (ansible-runner starting ansible-playbook) after a scan."""
+    killed = set()
     deadline = time.monotonic() + KILL_WAIT
-    while marked(name, value) and time.monotonic() < deadline:
+    while True:
+        pids = marked(name, value)
+        if not pids or time.monotonic() >= deadline:
+            break
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except OSError:
+                pass
         time.sleep(0.05)
-    return len(pids)
+    return len(killed)
 
 
 def short(text):
