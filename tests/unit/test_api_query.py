@@ -251,6 +251,59 @@ def test_render_is_linear_in_the_instances():
     assert large < 30 * small, (small, large)
 
 
+def _substituted(body, values):
+    """``body`` with every slot replaced by its value: what a Template must render exactly."""
+    if isinstance(body, query.Slot):
+        return values[body.name]
+    if isinstance(body, dict):
+        return dict((k, _substituted(v, values)) for k, v in body.items())
+    if isinstance(body, list):
+        return [_substituted(v, values) for v in body]
+    return body
+
+
+TEMPLATE_BODY = {
+    "id": query.Text("id"),
+    "state": query.Xml("state"),
+    "constant": {"n": 5, "flag": True, "pct": "100%s%%"},
+    "key": query.Slot("key"),
+    "placement": {"zone": query.Text("zone"), "group": query.Slot("key")},
+    "groups": [{"groupId": query.Text("gid"), "groupName": query.Text("gname")}],
+    "tags": query.Slot("tags"),
+    "reason": query.Slot("reason"),
+    "empty": [],
+    "again": query.Text("id"),
+}
+
+
+@pytest.mark.parametrize("values", [
+    {"id": "i-1", "state": query.fragment({"code": 16, "name": "running"}), "key": "k", "zone": "z",
+     "gid": "sg-1", "gname": "web", "tags": [], "reason": None},
+    # every escaping path: a Text with &, < and a control character; a Slot str; nested dicts and lists
+    {"id": "i-&<2>", "state": query.fragment({"code": 0, "name": "pending"}), "key": "a\x01b&c", "zone": "",
+     "gid": "sg-2", "gname": "w\re\u00e9b", "tags": [{"key": "Name", "value": "x<y"}],
+     "reason": {"code": "Server", "message": "a > b"}},
+    {"id": "i-3", "state": query.Raw(""), "key": None, "zone": "z\ud800", "gid": "%s", "gname": "%(id)s",
+     "tags": [query.Raw("<key>a</key>")], "reason": 7},
+])
+def test_template_renders_what_render_makes_of_the_body(values):
+    """A Template (constants rendered once) answers byte for byte what _render makes of the same body."""
+    assert query.Template(TEMPLATE_BODY).render(values) == query.fragment(_substituted(TEMPLATE_BODY, values))
+
+
+def test_template_refuses_wrong_values_and_shapes():
+    template = query.Template({"a": query.Text("a"), "b": query.Xml("b")})
+    assert template.render({"a": "x", "b": query.Raw("<c/>")}) == "<a>x</a><b><c/></b>"
+    with pytest.raises(TypeError, match="Text slot"):
+        template.render({"a": None, "b": query.Raw("")})
+    with pytest.raises(TypeError, match="not Raw"):
+        template.render({"a": "x", "b": "<script>"})
+    with pytest.raises(ValueError, match="two kinds"):
+        query.Template({"a": query.Text("v"), "b": query.Slot("v")})
+    with pytest.raises(ValueError, match="element name"):
+        query.Template({"bad name": query.Text("v")})
+
+
 # --- filters ------------------------------------------------------------------------------------
 
 ITEMS = [

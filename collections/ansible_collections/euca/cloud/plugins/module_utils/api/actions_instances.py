@@ -22,7 +22,7 @@ import binascii
 import datetime
 
 from ansible_collections.euca.cloud.plugins.module_utils.api import actions_tags, actions_vpc, query
-from ansible_collections.euca.cloud.plugins.module_utils.api.query import Slot
+from ansible_collections.euca.cloud.plugins.module_utils.api.query import Slot, Text, Xml
 from ansible_collections.euca.cloud.plugins.module_utils.api.base import action, group_id
 from ansible_collections.euca.cloud.plugins.module_utils.api.errors import ApiError, from_euca, invalid
 from ansible_collections.euca.cloud.plugins.module_utils.errors import EucaError, NotFound
@@ -62,9 +62,17 @@ def check_instance_id(value):
     return value
 
 
-def _rows(txn, ctx, instance_ids=None, include_terminated=True, offset=0, limit=None):
+#: the instances' columns a Describe* answer shows (not user data nor public keys: kilobytes per
+#: instance that a page of 1000 would read for nothing)
+_COLUMNS = ", ".join("i." + c for c in ("id", "reservation_id", "launch_index", "group_name", "image_id", "instance_type",
+                                        "cluster", "private_ip", "mac", "state", "reason", "created_at", "account",
+                                        "key_name"))
+
+
+def _rows(txn, ctx, instance_ids=None, include_terminated=True, offset=0, limit=None, user_data=False):
     """The caller's instances (every account's for the admin), terminated ones of the last hour
-    included, in launch order; ``limit`` rows from ``offset`` (one more, to tell whether more follow)."""
+    included, in launch order; ``limit`` rows from ``offset`` (one more, to tell whether more follow).
+    ``user_data``: with the instances' user data too."""
     clauses, args = [], []
     if not ctx.admin:
         clauses.append("i.account = ?")
@@ -78,10 +86,11 @@ def _rows(txn, ctx, instance_ids=None, include_terminated=True, offset=0, limit=
         args.append(cutoff)
     else:
         clauses.append("i.state <> 'terminated'")
-    sql = ("SELECT i.*, e.address AS public_ip, im.kernel_id AS kernel_id, im.ramdisk_id AS ramdisk_id "
+    sql = ("SELECT %s%s, e.address AS public_ip, im.kernel_id AS kernel_id, im.ramdisk_id AS ramdisk_id "
            "FROM instances i LEFT JOIN elastic_ips e ON e.instance_id = i.id "
            "LEFT JOIN images im ON im.id = i.image_id WHERE %s "
-           "ORDER BY i.created_gen, i.reservation_id, i.launch_index, i.id" % " AND ".join(clauses))
+           "ORDER BY i.created_gen, i.reservation_id, i.launch_index, i.id"
+           % (_COLUMNS, ", i.user_data" if user_data else "", " AND ".join(clauses)))
     if limit is not None or offset:
         sql += " LIMIT %d OFFSET %d" % (-1 if limit is None else limit + 1, offset)
     return txn.rows(sql, *args)
@@ -94,121 +103,120 @@ def _shown_state(row, active):
     return TRANSITIONAL.get(active.get(row["id"]), row["state"])
 
 
-_INTERFACE = query.Template({
-    "networkInterfaceId": Slot("id"),
-    "subnetId": Slot("subnet"),
-    "vpcId": Slot("vpc"),
+_PUBLIC = query.Template({"publicIp": Slot("ip"), "publicDnsName": "", "ipOwnerId": "amazon"})
+#: an instance's groupSet (its one security group), as in its reservation
+_GROUPS = [{"groupId": Text("groupId"), "groupName": Text("groupName")}]
+#: the instance's one network interface, in the default VPC's view (a terminated instance has none)
+_INTERFACE = {
+    "networkInterfaceId": Text("eni"),
+    "subnetId": Text("subnetId"),
+    "vpcId": Text("vpcId"),
     "description": "",
-    "ownerId": Slot("owner"),
+    "ownerId": Text("ownerId"),
     "status": "in-use",
     "macAddress": Slot("mac"),
-    "privateIpAddress": Slot("ip"),
+    "privateIpAddress": Slot("privateIpAddress"),
     "privateDnsName": "",
     "sourceDestCheck": True,
-    "groupSet": Slot("groups"),
-    "attachment": {"attachmentId": Slot("attachment"), "deviceIndex": 0, "status": "attached",
-                   "attachTime": Slot("time"), "deleteOnTermination": True, "networkCardIndex": 0},
-    "association": Slot("public"),
-    "privateIpAddressesSet": Slot("addresses"),
+    "groupSet": _GROUPS,
+    "attachment": {"attachmentId": Text("attachmentId"), "deviceIndex": 0, "status": "attached",
+                   "attachTime": Text("launchTime"), "deleteOnTermination": True, "networkCardIndex": 0},
+    "association": Slot("association"),
+    "privateIpAddressesSet": [{"privateIpAddress": Slot("privateIpAddress"), "privateDnsName": "", "primary": True,
+                               "association": Slot("association")}],
     "interfaceType": "interface",
-})
-_ADDRESS = query.Template({"privateIpAddress": Slot("ip"), "privateDnsName": "", "primary": True,
-                           "association": Slot("public")})
-_PUBLIC = query.Template({"publicIp": Slot("ip"), "publicDnsName": "", "ipOwnerId": "amazon"})
-
-
-def _interface(row, state, groups, vpc, subnet, owner):
-    """The instance's one network interface, in the default VPC's view."""
-    if state == "terminated":
-        return []
-    public = _PUBLIC.render({"ip": row["public_ip"]}) if row["public_ip"] else None
-    eni = actions_vpc.interface_id(row["id"])
-    return [_INTERFACE.render({
-        "id": eni, "subnet": subnet, "vpc": vpc, "owner": owner, "mac": row["mac"], "ip": row["private_ip"],
-        "groups": groups, "attachment": "eni-attach-" + eni[4:], "time": _time(row["created_at"]), "public": public,
-        "addresses": [_ADDRESS.render({"ip": row["private_ip"], "public": public})],
-    })]
+}
 
 
 #: instanceState of each state, rendered once
 _STATES = dict((name, query.fragment({"code": code, "name": name})) for name, code in STATE_CODES.items())
 
-# an instance's item: its shape is fixed, so the constant parts are rendered once (query.Template);
-# a DescribeInstances page of 1000 renders in a third of the time of the same dict's rendering
-_ITEM = query.Template({
-    "instanceId": Slot("instanceId"),
-    "imageId": Slot("imageId"),
-    "instanceState": Slot("instanceState"),
-    "privateDnsName": "",
-    "dnsName": Slot("dnsName"),
-    "reason": Slot("reason"),
-    "keyName": Slot("keyName"),
-    "amiLaunchIndex": Slot("amiLaunchIndex"),
-    "productCodes": [],
-    "instanceType": Slot("instanceType"),
-    "launchTime": Slot("launchTime"),
-    "placement": Slot("placement"),
-    "kernelId": Slot("kernelId"),
-    "ramdiskId": Slot("ramdiskId"),
-    "monitoring": {"state": "disabled"},
-    "privateIpAddress": Slot("privateIpAddress"),
-    "ipAddress": Slot("ipAddress"),
-    "subnetId": Slot("subnetId"),
-    "vpcId": Slot("vpcId"),
-    "sourceDestCheck": True,
-    "groupSet": Slot("groupSet"),
-    "stateReason": Slot("stateReason"),
-    "architecture": "x86_64",
-    "rootDeviceType": "instance-store",
-    "blockDeviceMapping": Slot("blockDeviceMapping"),
-    "virtualizationType": "hvm",
-    "clientToken": Slot("clientToken"),
-    "tagSet": Slot("tagSet"),
-    "hypervisor": "kvm",
-    "networkInterfaceSet": Slot("networkInterfaceSet"),
-    "ebsOptimized": False,
-    "metadataOptions": {"state": "applied", "httpTokens": "optional", "httpPutResponseHopLimit": 1,
-                        "httpEndpoint": "enabled", "httpProtocolIpv6": "disabled", "instanceMetadataTags": "disabled"},
-})
-_PLACEMENT = query.Template({"availabilityZone": Slot("zone"), "groupName": "", "tenancy": "default"})
-_GROUP = query.Template({"groupId": Slot("id"), "groupName": Slot("name")})
+
+def _item_body(live):
+    """An instance's item: its shape is fixed, so it is compiled once (query.Template) for a live
+    instance and once for a terminated one (no interface); a DescribeInstances page of 1000 renders
+    each item with one template."""
+    return {
+        "instanceId": Text("instanceId"),
+        "imageId": Text("imageId"),
+        "instanceState": Xml("instanceState"),
+        "privateDnsName": "",
+        "dnsName": Text("dnsName"),
+        "reason": Text("reason"),
+        "keyName": Slot("keyName"),
+        "amiLaunchIndex": Text("amiLaunchIndex"),
+        "productCodes": [],
+        "instanceType": Text("instanceType"),
+        "launchTime": Text("launchTime"),
+        "placement": {"availabilityZone": Text("zone"), "groupName": "", "tenancy": "default"},
+        "kernelId": Slot("kernelId"),
+        "ramdiskId": Slot("ramdiskId"),
+        "monitoring": {"state": "disabled"},
+        "privateIpAddress": Slot("privateIpAddress"),
+        "ipAddress": Slot("ipAddress"),
+        "subnetId": Text("subnetId") if live else None,
+        "vpcId": Text("vpcId") if live else None,
+        "sourceDestCheck": True,
+        "groupSet": _GROUPS,
+        "stateReason": Slot("stateReason"),
+        "architecture": "x86_64",
+        "rootDeviceType": "instance-store",
+        "blockDeviceMapping": Slot("blockDeviceMapping"),
+        "virtualizationType": "hvm",
+        "clientToken": Text("clientToken"),
+        "tagSet": Slot("tagSet"),
+        "hypervisor": "kvm",
+        "networkInterfaceSet": [_INTERFACE] if live else [],
+        "ebsOptimized": False,
+        "metadataOptions": {"state": "applied", "httpTokens": "optional", "httpPutResponseHopLimit": 1,
+                            "httpEndpoint": "enabled", "httpProtocolIpv6": "disabled", "instanceMetadataTags": "disabled"},
+    }
 
 
-def _group_set(row):
-    return [_GROUP.render({"id": group_id(row["group_name"]), "name": accounts.group_display(row["group_name"])})]
+_ITEM = {True: query.Template(_item_body(True)), False: query.Template(_item_body(False))}
+_RESERVATION = query.Template({"reservationId": Text("reservationId"), "ownerId": Text("ownerId"),
+                               "groupSet": _GROUPS, "instancesSet": Slot("instancesSet")})
 
 
 def _item(row, state, tag_set, client_token=None, owner=""):
     """An instance's item of an instancesSet (DescribeInstances, RunInstances): rendered XML."""
     reason = row["reason"] or ""
-    groups = _group_set(row)
-    vpc = actions_vpc.vpc_id(row["account"])
-    subnet = actions_vpc.subnet_id(row["account"], row["cluster"])
     live = state != "terminated"
-    return _ITEM.render({
+    values = {
         "instanceId": row["id"],
         "imageId": row["image_id"],
         "instanceState": _STATES[state],
         "dnsName": row["public_ip"] or "",
         "reason": reason,
         "keyName": row["key_name"],
-        "amiLaunchIndex": row["launch_index"],
+        "amiLaunchIndex": str(row["launch_index"]),
         "instanceType": row["instance_type"],
         "launchTime": _time(row["created_at"]),
-        "placement": _PLACEMENT.render({"zone": row["cluster"]}),
+        "zone": row["cluster"],
         "kernelId": row["kernel_id"],
         "ramdiskId": row["ramdisk_id"],
-        "privateIpAddress": row["private_ip"] if live else None,
         "ipAddress": row["public_ip"],
-        "subnetId": subnet if live else None,
-        "vpcId": vpc if live else None,
-        "groupSet": groups,
+        "groupId": group_id(row["group_name"]),
+        "groupName": accounts.group_display(row["group_name"]),
         "stateReason": {"code": reason.split(":", 1)[0], "message": reason} if reason else None,
         "blockDeviceMapping": row.get("block_devices") or [],
         "clientToken": client_token or "",
         "tagSet": tag_set,
-        "networkInterfaceSet": _interface(row, state, groups, vpc, subnet, owner),
-    })
+        "privateIpAddress": None,
+    }
+    if live:
+        eni = actions_vpc.interface_id(row["id"])
+        values.update({
+            "privateIpAddress": row["private_ip"],
+            "subnetId": actions_vpc.subnet_id(row["account"], row["cluster"]),
+            "vpcId": actions_vpc.vpc_id(row["account"]),
+            "eni": eni,
+            "attachmentId": "eni-attach-" + eni[4:],
+            "ownerId": owner,
+            "mac": row["mac"],
+            "association": _PUBLIC.render({"ip": row["public_ip"]}) if row["public_ip"] else None,
+        })
+    return _ITEM[live].render(values)
 
 
 def _views(txn, ctx, rows):
@@ -230,16 +238,19 @@ def _views(txn, ctx, rows):
 
 
 def _reservations(views, numbers):
-    """DescribeInstances' reservationSet: instances grouped by reservation, in launch order."""
-    out, index = [], {}
+    """DescribeInstances' reservationSet: instances grouped by reservation, in launch order (rendered XML)."""
+    order, index = [], {}
     for row, state, tag_set in views:
         rid = row["reservation_id"]
         if rid not in index:
-            index[rid] = {"reservationId": rid, "ownerId": numbers.get(row["account"], ""),
-                          "groupSet": _group_set(row), "instancesSet": []}
-            out.append(index[rid])
-        index[rid]["instancesSet"].append(_item(row, state, tag_set, owner=index[rid]["ownerId"]))
-    return out
+            index[rid] = (row, numbers.get(row["account"], ""), [])
+            order.append(rid)
+        first, owner, items = index[rid]
+        items.append(_item(row, state, tag_set, owner=owner))
+    return [_RESERVATION.render({
+        "reservationId": rid, "ownerId": index[rid][1], "groupId": group_id(index[rid][0]["group_name"]),
+        "groupName": accounts.group_display(index[rid][0]["group_name"]), "instancesSet": index[rid][2],
+    }) for rid in order]
 
 
 def _instance_ids(params, required=False):
@@ -631,7 +642,7 @@ def describe_instance_attribute(ctx, params):
         raise invalid("Value (%s) for parameter attribute is invalid. Expected one of %s."
                       % (attribute, ", ".join(sorted(_ATTRIBUTES))))
     with ctx.read() as txn:
-        rows = _rows(txn, ctx, [instance_id])
+        rows = _rows(txn, ctx, [instance_id], user_data=True)
         _check_found(rows, [instance_id])
         _views(txn, ctx, rows)
     element, value = _ATTRIBUTES[attribute]
