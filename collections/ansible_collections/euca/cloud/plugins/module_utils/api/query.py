@@ -455,7 +455,7 @@ class Template:
             out[position] = texts[index]
         for position, name in self._xml_at:
             value = out[position] = values[name]
-            if type(value) is not Raw:
+            if not isinstance(value, Raw):
                 raise TypeError("the Xml slot %s's value is not Raw: %r" % (name, value))
         for position, name, element in self._slot_at:
             value = values[name]
@@ -466,7 +466,7 @@ class Template:
             if kind is str:
                 opening, closing = _TAGS[element]
                 out[position] = opening + (value if _unsafe(value) is None else _escape(value)) + closing
-            elif kind is list and all(type(entry) is Raw for entry in value):
+            elif kind is list and all(isinstance(entry, Raw) for entry in value):
                 opening, closing = _TAGS[element]
                 out[position] = opening + "".join([_ITEM_OPEN + entry + _ITEM_CLOSE for entry in value]) + closing
             else:
