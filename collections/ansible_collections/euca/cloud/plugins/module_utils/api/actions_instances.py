@@ -239,18 +239,20 @@ def _views(txn, ctx, rows):
 
 def _reservations(views, numbers):
     """DescribeInstances' reservationSet: instances grouped by reservation, in launch order (rendered XML)."""
-    order, index = [], {}
+    order, items = [], {}
     for row, state, tag_set in views:
         rid = row["reservation_id"]
-        if rid not in index:
-            index[rid] = (row, numbers.get(row["account"], ""), [])
-            order.append(rid)
-        first, owner, items = index[rid]
-        items.append(_item(row, state, tag_set, owner=owner))
+        if rid not in items:
+            # the reservation's owner (and its interfaces'): the account of its first instance
+            items[rid] = (numbers.get(row["account"], ""), [])
+            order.append(row)
+        owner, rendered = items[rid]
+        rendered.append(_item(row, state, tag_set, owner=owner))
     return [_RESERVATION.render({
-        "reservationId": rid, "ownerId": index[rid][1], "groupId": group_id(index[rid][0]["group_name"]),
-        "groupName": accounts.group_display(index[rid][0]["group_name"]), "instancesSet": index[rid][2],
-    }) for rid in order]
+        "reservationId": first["reservation_id"], "ownerId": items[first["reservation_id"]][0],
+        "groupId": group_id(first["group_name"]), "groupName": accounts.group_display(first["group_name"]),
+        "instancesSet": items[first["reservation_id"]][1],
+    }) for first in order]
 
 
 def _instance_ids(params, required=False):
