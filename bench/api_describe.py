@@ -1,6 +1,6 @@
 """P15: DescribeInstances through the EC2 API with 10,000 instances in the ledger.
 
-The server is what roles/clc_api deploys: Debian's gunicorn (2 workers x 8 threads, gthread) on the
+The server is what roles/clc_api deploys: Debian's gunicorn (its worker class, workers and environment) on the
 system python3, over a SQLite ledger filled with 10,000 live instances (harness/ledger_load.py). The
 client signs each request with botocore's SigV4 signer and sends it over a kept-alive HTTP
 connection; the time is from sending to the last byte of the answer (the client's XML parsing is
@@ -106,7 +106,7 @@ def main():
         with db.Ledger(url) as ledger, ledger.read() as txn:
             some = [r["id"] for r in txn.rows("SELECT id FROM instances ORDER BY id")]
         key = access_key(url, accounts.ADMIN)
-        server = ApiServer(os.path.join(work, "server"), url, PORT, workers=2, threads=8)
+        server = ApiServer(os.path.join(work, "server"), url, PORT)
         with server:
             endpoint = server.endpoint
             picks = iter(range(10 ** 9))

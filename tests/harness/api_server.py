@@ -12,10 +12,15 @@ import subprocess
 import time
 from pathlib import Path
 
+import yaml
+
 from harness.runner import REPO_ROOT
 
 GUNICORN_PYTHON = "/usr/bin/python3"
 APP = "ansible_collections.euca.cloud.plugins.module_utils.api.server:application"
+#: what roles/clc_api deploys: its workers, threads and environment are this server's
+ROLE_DEFAULTS = yaml.safe_load(
+    (REPO_ROOT / "collections/ansible_collections/euca/cloud/roles/clc_api/defaults/main.yml").read_text())
 
 
 def gunicorn_missing():
@@ -25,9 +30,13 @@ def gunicorn_missing():
 
 
 class ApiServer:
-    """gunicorn with ``workers`` x ``threads`` on 127.0.0.1:``port`` for ``ledger`` (a SQLite path or URL)."""
+    """gunicorn as roles/clc_api runs it by default (its worker class, workers and environment), or
+    ``workers`` x ``threads`` of gthread, on 127.0.0.1:``port`` for ``ledger`` (a SQLite path or URL)."""
 
-    def __init__(self, work: Path, ledger: str, port: int, workers: int = 2, threads: int = 8, **settings):
+    def __init__(self, work: Path, ledger: str, port: int, workers: int | None = None, threads: int | None = None,
+                 **settings):
+        worker_class = ROLE_DEFAULTS["clc_api_worker_class"] if threads is None else "gthread"
+        workers = ROLE_DEFAULTS["clc_api_workers"] if workers is None else workers
         self.work = Path(work)
         self.port = port
         self.endpoint = "http://127.0.0.1:%d/services/Eucalyptus/" % port
@@ -38,12 +47,13 @@ class ApiServer:
         self.work.mkdir(parents=True, exist_ok=True)
         self.config.write_text(json.dumps(config))
         self.argv = [GUNICORN_PYTHON, "-m", "gunicorn", "--bind", "127.0.0.1:%d" % port, "--workers", str(workers),
-                     "--threads", str(threads), "--worker-class", "gthread", "--timeout", "60",
-                     "--pythonpath", str(REPO_ROOT / "collections"), APP]
+                     "--worker-class", worker_class] + (["--threads", str(threads)] if threads is not None else []) + [
+                     "--timeout", "60", "--pythonpath", str(REPO_ROOT / "collections"), APP]
         self.proc = None
 
     def start(self, timeout: float = 60.0) -> "ApiServer":
-        env = dict(os.environ, EUCA_API_CONFIG=str(self.config), PYTHONDONTWRITEBYTECODE="1")
+        env = dict(os.environ, **ROLE_DEFAULTS["clc_api_environment"])
+        env.update(EUCA_API_CONFIG=str(self.config), PYTHONDONTWRITEBYTECODE="1")
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.argv, stdout=log, stderr=log, env=env, start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -108,7 +108,7 @@ def test_api_role(supervisor, tmp_path):
     lib, config = tmp_path / "lib", tmp_path / "etc" / "api.json"
     role_vars = dict(clc_api_ledger=ledger, clc_api_lib_dir=str(lib), clc_api_config=str(config),
                      clc_api_listen="127.0.0.1:%d" % port, clc_api_service_name=SERVICE, clc_api_dispatcher=False,
-                     clc_api_workers=1, clc_api_threads=4, clc_api_private_data_dir=str(tmp_path / "runner"),
+                     clc_api_workers=2, clc_api_private_data_dir=str(tmp_path / "runner"),
                      # the runner's inventory is a new temporary file at each run: the configuration names one path
                      clc_api_inventory=str(tmp_path / "inventory"))
     play_vars = supervisor.role_vars
@@ -126,6 +126,12 @@ def test_api_role(supervisor, tmp_path):
     # the server runs on Debian's python3 with Debian's gunicorn, not the controller's venv
     cmdline = open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0")
     assert cmdline[:3] == [b"/usr/bin/python3", b"-m", b"gunicorn"], cmdline
+    assert cmdline[cmdline.index(b"--worker-class") + 1] == b"sync" and b"--threads" not in cmdline, cmdline
+    # the role's environment reaches the server: glibc's malloc keeps freed memory for the next request
+    environ = dict(e.split(b"=", 1) for e in open("/proc/%d/environ" % pid, "rb").read().split(b"\0") if b"=" in e)
+    assert environ.get(b"MALLOC_TRIM_THRESHOLD_") == b"134217728", sorted(environ)
+    assert environ.get(b"MALLOC_MMAP_THRESHOLD_") == b"33554432"
+    assert environ.get(b"EUCA_API_CONFIG") == str(config).encode()
 
     regions = describe_regions(url, key)
     assert [r["RegionName"] for r in regions] == ["euca"]
