@@ -284,7 +284,7 @@ TEMPLATE_BODY = {
      "gid": "sg-2", "gname": "w\re\u00e9b", "tags": [{"key": "Name", "value": "x<y"}],
      "reason": {"code": "Server", "message": "a > b"}},
     {"id": "i-3", "state": query.Raw(""), "key": None, "zone": "z\ud800", "gid": "%s", "gname": "%(id)s",
-     "tags": [query.Raw("<key>a</key>")], "reason": 7},
+     "tags": [query.Raw("<key>a</key>"), query.Raw(""), query.Raw("<key>b</key>")], "reason": 7},
 ])
 def test_template_renders_what_render_makes_of_the_body(values):
     """A Template (constants rendered once) answers byte for byte what _render makes of the same body."""
