@@ -394,7 +394,8 @@ class Template:
         self._texts = tuple(texts)
         self._text_at = tuple((moved[p], i) for p, i in text_at)
         self._xml_at = tuple((moved[p], n) for p, n in xml_at)
-        self._slot_at = tuple((moved[p], n, e) for p, n, e in slot_at)
+        # each slot's element with its tags, looked up once
+        self._slot_at = tuple((moved[p], n, e) + _TAGS[e] for p, n, e in slot_at)
 
     @classmethod
     def _compile(cls, body, pieces, texts, text_at, xml_at, slot_at):
@@ -458,20 +459,19 @@ class Template:
             value = out[position] = values[name]
             if not isinstance(value, Raw):
                 raise TypeError("the Xml slot %s's value is not Raw: %r" % (name, value))
-        for position, name, element in self._slot_at:
+        for position, name, element, opening, closing in self._slot_at:
             value = values[name]
             if value is None:
                 out[position] = ""
                 continue
             kind = type(value)
             if kind is str:
-                opening, closing = _TAGS[element]
                 out[position] = opening + (value if _unsafe(value) is None else _escape(value)) + closing
+            elif kind is list and not value:
+                out[position] = opening + closing
             elif kind is list and all(isinstance(entry, Raw) for entry in value):
-                opening, closing = _TAGS[element]
                 # one join: a reservation's instancesSet of 1000 items is megabytes
-                out[position] = ("".join((opening, _ITEM_OPEN, _BETWEEN_ITEMS.join(value), _ITEM_CLOSE, closing))
-                                 if value else opening + closing)
+                out[position] = "".join((opening, _ITEM_OPEN, _BETWEEN_ITEMS.join(value), _ITEM_CLOSE, closing))
             else:
                 rendered = []
                 _render(rendered, {element: value})
