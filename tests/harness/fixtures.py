@@ -9,9 +9,10 @@ from .postgres import PostgresServer, PostgresUnavailable, TEST_DATABASE
 from . import runner as _runner
 from . import guest_image as _guest_image
 from .supervisor import Supervisor
+from . import ceph as _ceph
 
 __all__ = ["netns", "netns_session_guard", "postgres_server", "postgres_dsn", "pg_database",
-           "ansible_runner_dir", "guest_image", "supervisor"]
+           "ansible_runner_dir", "guest_image", "supervisor", "ceph_cluster"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -87,3 +88,22 @@ def supervisor(tmp_path):
     sup = Supervisor(tmp_path / "supervisor")
     yield sup
     sup.stop()
+
+
+@pytest.fixture(scope="session")
+def ceph_cluster():
+    """A throwaway Ceph (one mon, mgr and bluestore OSD) in a namespace of its own for the whole
+    session (a worker's), with the pools ``volumes`` and ``images``; stopped and removed at the end.
+    Tests use unique image names; nothing restarts it."""
+    reason = _ceph.missing()
+    if reason:
+        pytest.skip(reason)
+    ns = _netns.Netns.create()
+    try:
+        cluster = _ceph.start_in(ns, pools=("volumes", "images"))
+        try:
+            yield cluster
+        finally:
+            cluster.stop()
+    finally:
+        ns.delete()
