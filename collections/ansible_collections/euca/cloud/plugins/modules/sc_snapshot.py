@@ -37,6 +37,12 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  force:
+    description:
+      - Delete a snapshot that volumes were cloned from (V(rbd)) by flattening them first, a full copy of each. Without
+        it such a snapshot is refused. The ledger already refuses to forget a snapshot a volume was made from.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -70,12 +76,13 @@ class ScSnapshotModule(EucaModule):
         name=dict(type="str", required=True),
         volume=dict(type="str"),
         state=dict(type="str", default="present", choices=["present", "absent"]),
+        force=dict(type="bool", default=False),
     )
 
     def run(self):
         p = self.params
         return volumes.converge_snapshot(backends.from_params(p), p["name"], volume=p["volume"], state=p["state"],
-                                         check_mode=self.check_mode)
+                                         check_mode=self.check_mode, force=p["force"])
 
 
 def main():

@@ -14,8 +14,9 @@ version_added: 0.1.0
 description:
   - Makes a volume's storage exist with at least O(size_gb), or removes it. The ledger (M(euca.cloud.volume))
     decides which volumes exist; this module keeps their bytes on the storage controller.
-  - Safe by default. An attached volume (O(attached_to)) is never deleted, and a volume that holds data is deleted
-    only with O(force). Volumes only grow.
+  - Safe by default. An attached volume (O(attached_to)) is never deleted; an RBD image that a client has open (a
+    watcher, such as a guest's QEMU) is deleted only with O(force), and a volume that holds data only with O(force).
+    Volumes only grow.
   - With O(snapshot) a new volume starts as a copy of that snapshot (see M(euca.cloud.sc_snapshot)).
 author:
   - euca.cloud maintainers (@euca-cloud)
@@ -49,7 +50,9 @@ options:
     description: The instance the ledger says the volume is attached to; deleting it is then refused.
     type: str
   force:
-    description: Delete the volume even though it holds data.
+    description:
+      - Delete the volume even though it holds data. On V(rbd), also when clients have it open; they are cut off first
+        with C(ceph osd blocklist add), which ends their access to every image until the entry expires (an hour).
     type: bool
     default: false
 """

@@ -35,9 +35,13 @@ def converge_volume(store, name, state="present", size_gb=None, snapshot=None, f
         if before is not None:
             if attached_to:
                 raise Conflict("volume %s is attached to %s; detach it first" % (name, attached_to))
+            if before.get("watchers") and not force:
+                raise Conflict("volume %s is open by %s (a guest's QEMU or another client); detach it first, or pass "
+                               "force=true to cut those clients off (ceph osd blocklist)"
+                               % (name, ", ".join(before["watchers"])))
             if before["has_data"] and not force:
                 raise Conflict("volume %s holds data; pass force=true to delete it and its data" % name)
-            plan = store.plan_delete(name)
+            plan = store.plan_delete(name, force=force)
     elif before is None:
         source = None
         if snapshot is not None:
@@ -63,8 +67,9 @@ def converge_volume(store, name, state="present", size_gb=None, snapshot=None, f
             "diff": {"before": before or {}, "after": (after or {}) if not check_mode else {"name": name, "state": state}}}
 
 
-def converge_snapshot(store, name, volume=None, state="present", check_mode=False):
-    """Make snapshot ``name`` of ``volume`` present (a copy of its moment) or absent."""
+def converge_snapshot(store, name, volume=None, state="present", check_mode=False, force=False):
+    """Make snapshot ``name`` of ``volume`` present (a copy of its moment) or absent. A snapshot
+    that volumes were cloned from (rbd) is deleted only with ``force``, which flattens them first."""
     check_name(name)
     if not name.startswith("snap-"):
         raise InvalidInput("%s is not a snapshot id (snap- and 8 hex digits)" % name)
@@ -72,7 +77,14 @@ def converge_snapshot(store, name, volume=None, state="present", check_mode=Fals
     plan = []
     if state == "absent":
         if before is not None:
-            plan = store.plan_delete(name)
+            if before.get("clones") and not force:
+                raise Conflict("snapshot %s has volumes cloned from it (%s); delete them first, or pass force=true to "
+                               "flatten them (a full copy of each)" % (name, ", ".join(before["clones"])))
+            plan = store.plan_delete(name, force=force)
+        elif hasattr(store, "plan_sweep"):
+            plan = store.plan_sweep()
+    elif before is not None and before.get("incomplete"):
+        plan = store.plan_snapshot(before["volume"], name)
     elif before is None:
         if volume is None:
             raise InvalidInput("volume is required to create snapshot %s" % name)
