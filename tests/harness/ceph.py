@@ -4,8 +4,10 @@ network namespace of the test's own, from Debian's packages (no systemd, cephadm
 Every daemon runs in the foreground (``-f``) under ``ip netns exec``, started by this process and
 tracked by pid in the namespace (``Netns.procs``), so the namespace's teardown stops them pass or
 fail. Configuration, keyrings, data, logs and admin sockets all live in one temporary directory;
-nothing is read from or written to /etc/ceph or /var/lib/ceph. The daemons listen on ``address``
-(loopback of the namespace unless the test gives it an interface of a storage network first).
+nothing is read from or written to /etc/ceph or /var/lib/ceph. The daemons listen on ``address``:
+loopback of the namespace, or with ``storage_network`` (``10.98.0.1/24``) that address on a bridge
+``st0`` of the namespace, a storage network that ``link()`` joins other namespaces to (a node's,
+whose QEMU then opens RBD images over it).
 
 What the settings are for (single replica, few PGs, a small fixed bluestore cache, a mgr without its
 optional modules, quick paxos and stats for a fast start) is said where they are set. The cluster is
@@ -14,6 +16,7 @@ ready when it reports HEALTH_OK with every PG active+clean.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import shutil
@@ -124,11 +127,13 @@ osd_scrub_load_threshold = 0.01
 class CephCluster:
     """One mon (a), one mgr (x), one OSD (0) in ``ns``; ``start()`` returns when it is healthy."""
 
-    def __init__(self, ns: _netns.Netns, base_dir: Optional[str] = None, address: str = "127.0.0.1",
+    def __init__(self, ns: _netns.Netns, base_dir: Optional[str] = None, storage_network: Optional[str] = None,
                  osd_size_gb: int = 20, pools: tuple = ("volumes",)):
         self.ns = ns
         self.base = Path(tempfile.mkdtemp(prefix="euca-ceph-", dir=base_dir or "/var/tmp"))
-        self.address = address
+        self.storage_network = ipaddress.ip_interface(storage_network) if storage_network else None
+        self.address = str(self.storage_network.ip) if storage_network else "127.0.0.1"
+        self.links = 0
         self.osd_bytes = osd_size_gb << 30
         self.pools = tuple(pools)
         self.fsid = str(uuid.uuid4())
@@ -172,6 +177,27 @@ class CephCluster:
         """The secret of ``client.<name>`` (base64), as a libvirt ceph secret holds it."""
         return self.ceph("auth", "get-key", "client." + name).stdout.strip()
 
+    def client_key_for(self, name: str, caps: dict) -> str:
+        """``client.<name>`` made with these caps (kept if it exists); its key."""
+        self.client_keyring(name, caps)
+        return self.client_key(name)
+
+    def link(self, ns: _netns.Netns) -> str:
+        """Join ``ns`` to the storage network (a veth into ``st0``); its address there."""
+        if self.storage_network is None:
+            raise ValueError("this cluster was started without a storage_network")
+        self.links += 1
+        address = "%s/%d" % (self.storage_network.ip + self.links, self.storage_network.network.prefixlen)
+        self.ns.veth(ns, "stc%d" % self.links, "eth-ceph")
+        self.ns.enslave("stc%d" % self.links, "st0")
+        ns.addr("eth-ceph", address)
+        return address.split("/")[0]
+
+    @property
+    def monitors(self) -> list:
+        """The mon's msgr v1 address, as libvirt's ``<host>`` of an RBD disk names it."""
+        return [{"host": self.address, "port": 6789}]
+
     # ---------------------------------------------------------------- life cycle
     def _daemon(self, name: str, *argv: str) -> None:
         out = open(self.log / (name + ".stdout"), "ab")
@@ -211,6 +237,9 @@ class CephCluster:
         deadline = started + timeout
         for path in (self.data, self.log, self.run_dir, self.base / "crash"):
             path.mkdir(parents=True)
+        if self.storage_network is not None:
+            self.ns.bridge("st0")
+            self.ns.addr("st0", str(self.storage_network))
         self.conf.write_text(CONF.format(
             fsid=self.fsid, mon_host=self.mon_host, address=self.address, base=self.base, data=self.data,
             log=self.log, run=self.run_dir, admin_keyring=self.admin_keyring, osd_bytes=self.osd_bytes))

@@ -93,14 +93,15 @@ def supervisor(tmp_path):
 @pytest.fixture(scope="session")
 def ceph_cluster():
     """A throwaway Ceph (one mon, mgr and bluestore OSD) in a namespace of its own for the whole
-    session (a worker's), with the pools ``volumes`` and ``images``; stopped and removed at the end.
+    session (a worker's), with the pools ``volumes`` and ``images``, listening on 10.98.0.1 of a storage
+    network that ``ceph_cluster.link(ns)`` joins a test's namespace to; stopped and removed at the end.
     Tests use unique image names; nothing restarts it."""
     reason = _ceph.missing()
     if reason:
         pytest.skip(reason)
     ns = _netns.Netns.create()
     try:
-        cluster = _ceph.start_in(ns, pools=("volumes", "images"))
+        cluster = _ceph.start_in(ns, pools=("volumes", "images"), storage_network="10.98.0.1/24")
         try:
             yield cluster
         finally:
