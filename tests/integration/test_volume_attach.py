@@ -10,6 +10,7 @@ SC's file.
 
 import os
 import re
+import subprocess
 import sys
 import textwrap
 import threading
@@ -18,7 +19,9 @@ import urllib.parse
 
 import pytest
 
+from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import cloud, db, groups, images, instances
+from ansible_collections.euca.cloud.plugins.module_utils.storage import backends, volumes
 from harness import libvirtd as lv
 from harness.guest_image import fill_image_cache
 from harness import netns as _netns
@@ -387,3 +390,83 @@ def test_nc_volume_module_checks_plans_and_is_idempotent(cluster):
     assert volume_disks(env, a["id"]) == [] and guest_disk(env, a["private_ip"], vol, timeout=0) is None
     assert not nc_volume(state="detached").result["changed"]
     assert not run_module("euca.cloud.sc_export", dict(volume=vol, state="absent", tgt_socket=env["tgtd"].socket)).failed
+
+
+def rbd_bytes(ceph, spec, length):
+    """The first ``length`` bytes of an image (or ``image@snapshot``) of the volumes pool, from ``rbd export``."""
+    out = subprocess.run(["ip", "netns", "exec", ceph.ns.name, "rbd", "--conf", str(ceph.conf), "export",
+                          "--no-progress", "volumes/" + spec, "-"], stdout=subprocess.PIPE, check=True, timeout=300)
+    return out.stdout[:length]
+
+
+def test_rbd_volumes_are_opened_by_qemu_through_librbd(cluster, ceph_cluster):
+    """The node's QEMU opens RBD volumes itself, over the storage network, as the node's own cephx
+    client: the guest's bytes are in the RBD image, a snapshot keeps its moment, a clone of it is
+    attached to the other guest, and a key whose caps name another pool opens nothing."""
+    env, ceph = cluster, ceph_cluster
+    a, b = env["guests"]
+    ceph.link(env["ns"])  # the node's storage network to the Ceph daemons' namespace
+    store = backends.RbdBackend("volumes", conf=str(ceph.conf), namespace=ceph.ns.name)
+    vol, snap, copy = "vol-0000e001", "snap-0000e001", "vol-0000e002"
+    key = ceph.client_key_for("euca-nc1", {"mon": "profile rbd", "osd": "profile rbd pool=volumes"})
+    secret_args = dict(uri=env["daemon"].uri, user="euca-nc1", key=key)
+    dry = run_module("euca.cloud.nc_ceph_secret", secret_args, check=True)
+    assert not dry.failed and dry.result["changed"], dry.result.get("msg")
+    made = run_module("euca.cloud.nc_ceph_secret", secret_args)
+    assert not made.failed and made.result["changed"], made.result.get("msg")
+    secret = made.result["secret"]["uuid"]
+    assert not run_module("euca.cloud.nc_ceph_secret", secret_args).result["changed"]
+    source = dict(protocol="rbd", pool="volumes", hosts=ceph.monitors, user="euca-nc1", secret=secret)
+    attached = []
+    try:
+        volumes.converge_volume(store, vol, size_gb=1)
+        plug = run_module("euca.cloud.nc_volume", dict(name=a["id"], uri=env["daemon"].uri, volume=vol,
+                                                       source=dict(source, image=vol)))
+        assert not plug.failed, plug.result.get("msg") or plug.stdout[-3000:]
+        attached.append((a["id"], vol))
+        assert plug.result["attachment"]["url"] == "rbd://%s:6789/volumes/%s" % (ceph.address, vol)
+        assert not run_module("euca.cloud.nc_volume", dict(name=a["id"], uri=env["daemon"].uri, volume=vol,
+                                                           source=dict(source, image=vol))).result["changed"]
+        # QEMU holds the image open: a watcher, and the SC will not delete it
+        assert len(store.info(vol)["watchers"]) == 1
+        with pytest.raises(Conflict, match="is open by"):
+            volumes.converge_volume(store, vol, state="absent", force=False)
+        dev = guest_disk(env, a["private_ip"], vol)
+        assert dev, http(env, a["private_ip"], "/cgi-bin/blockdevs")
+        guest_write(env, a["private_ip"], dev, "rbd-written-by-%s" % a["id"])
+        assert rbd_bytes(ceph, vol, 25) == ("rbd-written-by-%s" % a["id"]).encode()
+
+        volumes.converge_snapshot(store, snap, volume=vol)
+        guest_write(env, a["private_ip"], dev, "rbd-later-by-%s" % a["id"])
+        assert rbd_bytes(ceph, vol, 23) == ("rbd-later-by-%s" % a["id"]).encode()
+        assert rbd_bytes(ceph, vol + "@" + snap, 25) == ("rbd-written-by-%s" % a["id"]).encode()
+
+        volumes.converge_volume(store, copy, snapshot=snap)
+        plug = run_module("euca.cloud.nc_volume", dict(name=b["id"], uri=env["daemon"].uri, volume=copy,
+                                                       source=dict(source, image=copy)))
+        assert not plug.failed, plug.result.get("msg") or plug.stdout[-3000:]
+        attached.append((b["id"], copy))
+        dev_b = guest_disk(env, b["private_ip"], copy)
+        assert guest_read(env, b["private_ip"], dev_b, 25) == "rbd-written-by-%s" % a["id"]
+        with pytest.raises(Conflict, match="has volumes cloned from it"):
+            volumes.converge_snapshot(store, snap, state="absent")
+
+        # another node's client, whose caps name only the images pool, cannot open this pool's images
+        other = ceph.client_key_for("euca-nc2", {"mon": "profile rbd", "osd": "profile rbd pool=images"})
+        made = run_module("euca.cloud.nc_ceph_secret", dict(uri=env["daemon"].uri, user="euca-nc2", key=other))
+        assert not made.failed, made.result.get("msg")
+        denied = run_module("euca.cloud.nc_volume", dict(
+            name=b["id"], uri=env["daemon"].uri, volume=vol,
+            source=dict(source, image=vol, user="euca-nc2", secret=made.result["secret"]["uuid"])))
+        assert denied.failed and "attaching volume %s" % vol in denied.result["msg"], denied.result
+        assert vol not in str(volume_disks(env, b["id"]))
+    finally:
+        for instance, volume in reversed(attached):
+            run = run_module("euca.cloud.nc_volume", dict(name=instance, uri=env["daemon"].uri, volume=volume,
+                                                          state="detached", timeout=90))
+            assert not run.failed, run.result.get("msg")
+    assert store.info(vol)["watchers"] == [] and volume_disks(env, a["id"]) == []
+    for name in (copy, vol):
+        volumes.converge_volume(store, name, state="absent", force=True)
+    volumes.converge_snapshot(store, snap, state="absent")
+    assert not [e for e in store.listing() if e["image"].startswith(("vol-0000e001", "vol-0000e002"))]

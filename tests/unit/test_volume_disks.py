@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ansible_collections.euca.cloud.plugins.module_utils.compute import volumes
+from ansible_collections.euca.cloud.plugins.module_utils.compute import secrets, volumes
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict, InvalidInput
 from ansible_collections.euca.cloud.plugins.module_utils.storage import exports
 
@@ -41,6 +41,52 @@ def test_source_survives_xml_and_url(source, tmp_path):
 def test_bad_sources_are_named(source, message):
     with pytest.raises(InvalidInput, match=message):
         volumes.check_source(source)
+
+
+RBD = {"protocol": "rbd", "pool": "volumes", "image": "vol-0000000a", "user": "euca-nc1",
+       "secret": "0b6d3c4e-2f1a-5b7c-8d9e-0f1a2b3c4d5e",
+       "hosts": [{"host": "10.20.0.5", "port": 6789}, {"host": "10.20.0.6", "port": 3300}]}
+
+
+@pytest.mark.parametrize("source", [RBD, dict(RBD, user=None, secret=None)])
+def test_an_rbd_source_survives_xml(source, tmp_path):
+    xml = volumes.disk_xml("vol-0000000a", volumes.check_source(source), "vdc")
+    disk = ET.fromstring(xml)
+    assert volumes.source_of(disk) == source
+    assert volumes.url(source) == "rbd://10.20.0.5:6789,10.20.0.6:3300/volumes/vol-0000000a"
+    assert disk.get("type") == "network" and disk.find("source").get("name") == "volumes/vol-0000000a"
+    dom = ("<domain type='qemu'><name>i-0a1b2c3d</name><memory unit='MiB'>64</memory><os><type>hvm</type></os>"
+           "<devices>%s</devices></domain>" % xml)
+    (tmp_path / "d.xml").write_text(dom)
+    run = subprocess.run(["virt-xml-validate", str(tmp_path / "d.xml"), "domain"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    # the monitors' port defaults to 6789
+    assert volumes.check_source(dict(RBD, hosts=[{"host": "10.20.0.5"}]))["hosts"] == [{"host": "10.20.0.5",
+                                                                                      "port": 6789}]
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(pool="vol umes"), "needs pool, a Ceph name"),
+    (dict(image=None), "needs image"),
+    (dict(hosts=[]), "needs hosts: the Ceph monitors"),
+    (dict(hosts=["10.0.0.1"]), "are {host, port} of the Ceph monitors"),
+    (dict(hosts=[{"host": "10.0.0.1", "port": "x"}]), "is not a number"),
+    (dict(secret=None), "user and secret .* together"),
+    (dict(secret="not-a-uuid"), "must be the uuid of a libvirt secret"),
+])
+def test_bad_rbd_sources_are_named(change, message):
+    with pytest.raises(InvalidInput, match=message):
+        volumes.check_source(dict(RBD, **change))
+
+
+def test_ceph_secret_input_is_checked_before_libvirt():
+    _user, raw, uuid = secrets.check("euca-nc1", "AQBnTk1n3Ys7ExAAi6OgYrGOS5wT4PqcGQ7Ywg==")
+    assert len(raw) == 28 and uuid == secrets.default_uuid("euca-nc1") != secrets.default_uuid("euca-nc2")
+    assert secrets.check("euca-nc1", uuid="0B6D3C4E-2F1A-5B7C-8D9E-0F1A2B3C4D5E")[2] == RBD["secret"]
+    for args, message in ((("client nc",), "not a cephx client name"), (("nc", "%%%"), "not a cephx key"),
+                          (("nc", "QUJD"), "at least 16 bytes"), (("nc", None, "x"), "is not a uuid")):
+        with pytest.raises(InvalidInput, match=message):
+            secrets.check(*args)
 
 
 def test_devices_exclude_root_and_seed():

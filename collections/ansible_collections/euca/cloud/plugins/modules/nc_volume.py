@@ -17,6 +17,10 @@ description:
     at its next start.
   - iSCSI volumes are opened by QEMU's own initiator (libiscsi, Debian's C(qemu-block-extra)); the node needs no
     host initiator. A file or block device on the node (an LV, or a device a host initiator made) works too.
+  - RBD volumes (the storage controller's V(rbd) backend) are opened by QEMU's librbd straight from the Ceph cluster,
+    over the node's storage network, as the node's own cephx client whose key M(euca.cloud.nc_ceph_secret) gave
+    libvirt; their bytes never pass through the storage controller. The guest's QEMU then watches the image, which
+    M(euca.cloud.sc_volume) refuses to delete.
   - The disk's serial is the volume id, so inside the guest it is C(/dev/disk/by-id/virtio-<volume>) whatever name
     the guest's kernel gives it. O(device) is libvirt's target name, a hint the guest need not follow.
   - This module does not decide who may attach a volume; the ledger (M(euca.cloud.volume_attachment)) refuses a
@@ -45,6 +49,9 @@ options:
         RV(euca.cloud.sc_export#module:export.source).
       - "For iSCSI the keys C(protocol=iscsi), C(host), C(port), C(target) and C(lun); for a file or block device on
         the node C(protocol) (V(file), V(block) or V(aoe)) and C(path)."
+      - "For RBD C(protocol=rbd), C(pool), C(image), C(hosts) (the Ceph monitors, a list of C(host) and C(port), 6789
+        by default), and C(user) with C(secret), the cephx client and the uuid of its libvirt secret
+        (M(euca.cloud.nc_ceph_secret))."
     type: dict
   device:
     description: The disk's target name, V(/dev/vdb) to V(/dev/vdy). The first free one when omitted.

@@ -9,6 +9,12 @@ A source is what the storage controller's export returns (sc_export's ``export.s
   {protocol: file|block, path}                a file or block device on the node (an LV, or an
                                               AoE/iSCSI device a host initiator made)
   {protocol: aoe, path}                       the host's AoE device (/dev/etherd/eX.Y)
+  {protocol: rbd, pool, image, hosts, user,   a Ceph RBD image that QEMU's librbd opens from the
+   secret}                                    node, over the storage network, straight from the
+                                              OSDs (not through the SC): hosts are the monitors
+                                              ({host, port}), user the node's cephx client and
+                                              secret the uuid of the libvirt secret holding its
+                                              key (nc_ceph_secret)
 
 Each volume disk carries the alias ``ua-vol-<id>`` (so nc_instance leaves it alone when it
 redefines a domain) and the volume id as its serial (so the guest finds it as
@@ -26,7 +32,9 @@ from ansible_collections.euca.cloud.plugins.module_utils.errors import InvalidIn
 from ansible_collections.euca.cloud.plugins.module_utils.model import names
 
 ALIAS_PREFIX = "ua-vol-"
-PROTOCOLS = ("iscsi", "file", "block", "aoe")
+PROTOCOLS = ("iscsi", "file", "block", "aoe", "rbd")
+RBD_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\Z")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 
 
 def check_volume(volume):
@@ -55,13 +63,43 @@ def check_source(source):
             raise InvalidInput("source.port and source.lun must be integers")
         return {"protocol": "iscsi", "host": str(source["host"]), "port": port, "target": str(source["target"]),
                 "lun": lun}
+    if protocol == "rbd":
+        return _check_rbd(source)
     if not source.get("path") or not str(source["path"]).startswith("/"):
         raise InvalidInput("a %s source needs an absolute path" % protocol)
     return {"protocol": "file" if protocol == "file" else "block", "path": str(source["path"])}
 
 
+def _check_rbd(source):
+    for key in ("pool", "image"):
+        if not RBD_NAME_RE.match(str(source.get(key) or "")):
+            raise InvalidInput("an rbd source needs %s, a Ceph name (letters, digits, _ . -), not %r"
+                               % (key, source.get(key)))
+    hosts = []
+    for host in source.get("hosts") or []:
+        if not isinstance(host, dict) or not host.get("host"):
+            raise InvalidInput("source.hosts of an rbd source are {host, port} of the Ceph monitors, not %r" % (host,))
+        try:
+            port = int(host.get("port") or 6789)
+        except (TypeError, ValueError):
+            raise InvalidInput("source.hosts: port %r is not a number" % (host.get("port"),))
+        hosts.append({"host": str(host["host"]), "port": port})
+    if not hosts:
+        raise InvalidInput("an rbd source needs hosts: the Ceph monitors ({host, port}) the node reaches")
+    user, secret = source.get("user"), source.get("secret")
+    if bool(user) != bool(secret):
+        raise InvalidInput("an rbd source gives user and secret (the libvirt secret's uuid) together, or neither")
+    if secret and not UUID_RE.match(str(secret)):
+        raise InvalidInput("source.secret must be the uuid of a libvirt secret (nc_ceph_secret), not %r" % (secret,))
+    return {"protocol": "rbd", "pool": str(source["pool"]), "image": str(source["image"]), "hosts": hosts,
+            "user": str(user) if user else None, "secret": str(secret) if secret else None}
+
+
 def url(source):
     """One string for a source (how results and the domain spec show it)."""
+    if source["protocol"] == "rbd":
+        return "rbd://%s/%s/%s" % (",".join("%s:%d" % (h["host"], h["port"]) for h in source["hosts"]),
+                                   source["pool"], source["image"])
     if source["protocol"] == "iscsi":
         return "iscsi://%s:%d/%s/%d" % (source["host"], source["port"], source["target"], source["lun"])
     return source["path"]
@@ -78,13 +116,20 @@ def from_url(text):
 
 def disk_element(source, target, alias, serial=None, fmt="raw"):
     """The <disk> element for ``source`` as guest disk ``target``."""
-    kind = {"iscsi": "network"}.get(source["protocol"], source["protocol"])
+    kind = {"iscsi": "network", "rbd": "network"}.get(source["protocol"], source["protocol"])
     disk = ET.Element("disk", {"type": kind, "device": "disk"})
     driver = {"name": "qemu", "type": fmt}
     if kind != "file":
         driver["cache"] = "none"  # a shared volume: no host page cache between guest and target
     ET.SubElement(disk, "driver", driver)
-    if kind == "network":
+    if source["protocol"] == "rbd":
+        node = ET.SubElement(disk, "source", {"protocol": "rbd", "name": "%s/%s" % (source["pool"], source["image"])})
+        for host in source["hosts"]:
+            ET.SubElement(node, "host", {"name": host["host"], "port": str(host["port"])})
+        if source["user"]:
+            auth = ET.SubElement(node, "auth", {"username": source["user"]})
+            ET.SubElement(auth, "secret", {"type": "ceph", "uuid": source["secret"]})
+    elif kind == "network":
         node = ET.SubElement(disk, "source", {"protocol": "iscsi", "name": "%s/%d" % (source["target"], source["lun"])})
         ET.SubElement(node, "host", {"name": source["host"], "port": str(source["port"])})
     elif kind == "block":
@@ -108,6 +153,14 @@ def source_of(disk):
     node = disk.find("source")
     if node is None:
         return None
+    if disk.get("type") == "network" and node.get("protocol") == "rbd":
+        pool, _sep, image = (node.get("name") or "").partition("/")
+        auth = node.find("auth") if node.find("auth") is not None else disk.find("auth")
+        secret = auth.find("secret") if auth is not None else None
+        return {"protocol": "rbd", "pool": pool, "image": image,
+                "hosts": [{"host": h.get("name"), "port": int(h.get("port") or 6789)} for h in node.findall("host")],
+                "user": auth.get("username") if auth is not None else None,
+                "secret": secret.get("uuid") if secret is not None else None}
     if disk.get("type") == "network":
         name, _sep, lun = (node.get("name") or "").rpartition("/")
         host = node.find("host")
