@@ -133,7 +133,7 @@ class CephCluster:
         self.base = Path(tempfile.mkdtemp(prefix="euca-ceph-", dir=base_dir or "/var/tmp"))
         self.storage_network = ipaddress.ip_interface(storage_network) if storage_network else None
         self.address = str(self.storage_network.ip) if storage_network else "127.0.0.1"
-        self.links = 0
+        self.links: dict[str, str] = {}
         self.osd_bytes = osd_size_gb << 30
         self.pools = tuple(pools)
         self.fsid = str(uuid.uuid4())
@@ -183,15 +183,17 @@ class CephCluster:
         return self.client_key(name)
 
     def link(self, ns: _netns.Netns) -> str:
-        """Join ``ns`` to the storage network (a veth into ``st0``); its address there."""
+        """Join ``ns`` to the storage network (a veth into ``st0``, once); its address there."""
         if self.storage_network is None:
             raise ValueError("this cluster was started without a storage_network")
-        self.links += 1
-        address = "%s/%d" % (self.storage_network.ip + self.links, self.storage_network.network.prefixlen)
-        self.ns.veth(ns, "stc%d" % self.links, "eth-ceph")
-        self.ns.enslave("stc%d" % self.links, "st0")
-        ns.addr("eth-ceph", address)
-        return address.split("/")[0]
+        if ns.name not in self.links:
+            number = len(self.links) + 1
+            address = self.storage_network.ip + number
+            self.ns.veth(ns, "stc%d" % number, "eth-ceph")
+            self.ns.enslave("stc%d" % number, "st0")
+            ns.addr("eth-ceph", "%s/%d" % (address, self.storage_network.network.prefixlen))
+            self.links[ns.name] = str(address)
+        return self.links[ns.name]
 
     @property
     def monitors(self) -> list:

@@ -18,6 +18,7 @@ import time
 import urllib.parse
 
 import pytest
+import yaml
 
 from ansible_collections.euca.cloud.plugins.module_utils.errors import Conflict
 from ansible_collections.euca.cloud.plugins.module_utils.ledger import cloud, db, groups, images, instances
@@ -470,3 +471,45 @@ def test_rbd_volumes_are_opened_by_qemu_through_librbd(cluster, ceph_cluster):
         volumes.converge_volume(store, name, state="absent", force=True)
     volumes.converge_snapshot(store, snap, state="absent")
     assert not [e for e in store.listing() if e["image"].startswith(("vol-0000e001", "vol-0000e002"))]
+
+
+def test_rbd_volumes_through_the_playbooks(cluster, ceph_cluster):
+    """create-, attach-, detach- and delete-volume.yml on a cluster whose SC keeps volumes in Ceph:
+    no export, the node's libvirt gets its own key, QEMU opens the image from Ceph."""
+    env, ceph = cluster, ceph_cluster
+    a, b = env["guests"]
+    ceph.link(env["ns"])
+    key = ceph.client_key_for("euca-nc1", {"mon": "profile rbd", "osd": "profile rbd pool=volumes"})
+    inventory = yaml.safe_load(open(env["inventory"]))
+    inventory["all"]["children"]["sc"]["hosts"]["sc1"].update(
+        euca_storage_backend="rbd", euca_rbd_pool="volumes", euca_ceph_conf=str(ceph.conf),
+        euca_ceph_namespace=ceph.ns.name, euca_ceph_monitors=ceph.monitors)
+    inventory["all"]["children"]["nc"]["hosts"]["nc1"].update(euca_ceph_user="euca-nc1", euca_ceph_key=key)
+    rbd_env = dict(env, inventory=str(env["work"] / "hosts-rbd.yml"))
+    with open(rbd_env["inventory"], "w") as handle:
+        yaml.safe_dump(inventory, handle)
+    store = backends.RbdBackend("volumes", conf=str(ceph.conf), namespace=ceph.ns.name)
+
+    vol = create_volume(rbd_env, "rbd-data", size_gb=1)
+    assert store.info(vol)["size_bytes"] == 1 << 30 and not os.path.exists(env["volumes_dir"] / (vol + ".img"))
+    attach = play(rbd_env, "attach-volume.yml", volume="rbd-data", instance=a["id"])
+    assert attach.rc == 0, attach.stdout[-3000:]
+    plugged = attach.task_result("Hot-plug it on the node")
+    assert plugged["attachment"]["url"] == "rbd://%s:6789/volumes/%s" % (ceph.address, vol)
+    assert vol not in targets(env) and len(store.info(vol)["watchers"]) == 1
+    dev = guest_disk(env, a["private_ip"], vol)
+    assert dev, http(env, a["private_ip"], "/cgi-bin/blockdevs")
+    guest_write(env, a["private_ip"], dev, "playbook-rbd-%s" % a["id"])
+    assert rbd_bytes(ceph, vol, 23) == ("playbook-rbd-%s" % a["id"]).encode()
+    assert "is attached to %s; detach it first" % a["id"] in failure(play(rbd_env, "delete-volume.yml",
+                                                                          volume="rbd-data", force=True))
+    assert play(rbd_env, "detach-volume.yml", volume="rbd-data").rc == 0
+    assert store.info(vol)["watchers"] == [] and ledger_attachment(env, vol) is None
+
+    attach = play(rbd_env, "attach-volume.yml", volume="rbd-data", instance=b["id"])
+    assert attach.rc == 0, attach.stdout[-3000:]
+    dev = guest_disk(env, b["private_ip"], vol)
+    assert guest_read(env, b["private_ip"], dev, 23) == "playbook-rbd-%s" % a["id"]
+    assert play(rbd_env, "detach-volume.yml", volume="rbd-data").rc == 0
+    assert play(rbd_env, "delete-volume.yml", volume="rbd-data", force=True).rc == 0
+    assert store.info(vol) is None and "rbd-data" not in ledger_volumes(env)
